@@ -1,0 +1,102 @@
+"""The Backend protocol: the contract both the SQLite and the Postgres backend pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Protocol
+
+from queuectl import models
+
+OrphanKiller = Callable[[models.Job, str | None], None]
+
+
+class Backend(Protocol):
+    """Jobs, attempts, workers and settings. Each method is one transaction. Times compared
+    across processes use the database clock (Postgres now(); SQLite is single-host, so the
+    Python clock)."""
+
+    url: str
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; idempotent. Returns the schema version."""
+
+    def close(self) -> None: ...
+
+    # --- jobs -------------------------------------------------------------------------------
+    def enqueue(self, specs: Sequence[models.JobSpec]) -> list[models.Job]:
+        """Insert every spec in one transaction (all or nothing). Unset max_retries and
+        timeout are snapshotted from the settings table. DuplicateJob on a taken id."""
+
+    def get_job(self, job_id: str) -> models.Job:
+        """JobNotFound when absent."""
+
+    def list_jobs(
+        self, *, state: models.JobState | None = None, queue: str | None = None, limit: int = 100
+    ) -> list[models.Job]:
+        """Newest first."""
+
+    def runs(self, job_id: str) -> list[models.Run]:
+        """Every attempt of a job, oldest first (JobNotFound when the job is absent)."""
+
+    def cancel(self, job_id: str) -> models.Job:
+        """pending/failed -> cancelled at once; processing -> cancel requested (its worker
+        kills it at the next heartbeat); InvalidTransition for finished jobs."""
+
+    def retry(self, job_ids: Sequence[str], *, dead_only: bool = False) -> list[models.Job]:
+        """failed/dead/cancelled -> pending now; dead and cancelled restart at attempts 0.
+        All or nothing: one bad id and nothing changes."""
+
+    def retry_all_dead(self) -> int: ...
+
+    def purge_dead(self) -> int: ...
+
+    # --- workers ------------------------------------------------------------------------------
+    def claim(
+        self,
+        slot_ids: Sequence[str],
+        queues: Sequence[str],
+        *,
+        host: str,
+        lease_ttl_s: float,
+    ) -> list[models.Job]:
+        """Atomically move up to len(slot_ids) due jobs to PROCESSING under fresh leases; the
+        i-th job goes to slot_ids[i]. An empty `queues` means every queue."""
+
+    def finish(self, job: models.Job, outcome: models.Outcome, retry_in: timedelta | None) -> bool:
+        """SUCCEEDED -> completed; CANCELLED -> cancelled; INTERRUPTED -> pending now; else
+        failed until now+retry_in, or dead when retry_in is None. False (and nothing written)
+        when the job's lease token moved on."""
+
+    def heartbeat(
+        self,
+        workers: Sequence[models.WorkerInfo],
+        running: Sequence[models.RunningJob],
+        *,
+        lease_ttl_s: float,
+    ) -> models.WorkerControl:
+        """Upsert the workers' rows, renew the leases of their jobs, store output so far."""
+
+    def recover_expired(self, kill_orphan: OrphanKiller, *, lease_ttl_s: float) -> list[models.Job]:
+        """Fail (retry or DLQ) PROCESSING jobs whose lease expired, as 'worker lost', after
+        `kill_orphan(job, host)`; forget workers silent for a few leases."""
+
+    def deregister_workers(self, worker_ids: Sequence[str]) -> None: ...
+
+    def list_workers(self, *, lease_ttl_s: float) -> list[models.WorkerInfo]:
+        """Workers whose last heartbeat is younger than the lease."""
+
+    def request_stop(self, *, lease_ttl_s: float) -> list[str]:
+        """Ask every live worker to drain; returns their ids."""
+
+    def has_work(self, queues: Sequence[str]) -> bool:
+        """Whether jobs in these queues are due now or waiting out a retry backoff."""
+
+    # --- settings and stats -------------------------------------------------------------------
+    def get_settings(self) -> dict[str, str]: ...
+
+    def set_setting(self, key: str, value: str) -> None: ...
+
+    def policy(self) -> models.Policy: ...
+
+    def stats(self, *, lease_ttl_s: float) -> models.QueueStats: ...

@@ -1,0 +1,151 @@
+"""Dialect-free pieces both backends share: row mapping, outcome -> state, enqueue checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from queuectl import errors, ids, models, retry
+
+RUN_COLUMNS = (
+    "job_id, attempt, worker_id, started_at, finished_at, exit_code, outcome, error, "
+    "output, output_bytes"
+)
+LOST_ERROR = "worker lost"
+# a worker silent for this many lease periods is dropped from the workers table; it left
+# `worker list` after one period, and its jobs were recovered when their leases expired
+FORGET_AFTER_LEASES = 3
+
+ToTime = Callable[[Any], datetime]
+
+
+def job_from_row(row: Mapping[str, Any], ts: ToTime) -> models.Job:
+    def opt(value: Any) -> datetime | None:
+        return None if value is None else ts(value)
+
+    return models.Job(
+        id=row["id"],
+        command=row["command"],
+        state=models.JobState(row["state"]),
+        attempts=row["attempts"],
+        max_retries=row["max_retries"],
+        created_at=ts(row["created_at"]),
+        updated_at=ts(row["updated_at"]),
+        queue=row["queue"],
+        priority=row["priority"],
+        run_at=ts(row["run_at"]),
+        timeout_s=row["timeout_s"],
+        last_error=row["last_error"],
+        exit_code=row["exit_code"],
+        started_at=opt(row["started_at"]),
+        finished_at=opt(row["finished_at"]),
+        worker_id=row["worker_id"],
+        lease_token=row["lease_token"],
+        run_count=row["run_count"],
+        cancel_requested=bool(row["cancel_requested"]),
+    )
+
+
+def run_from_row(row: Mapping[str, Any], ts: ToTime) -> models.Run:
+    return models.Run(
+        job_id=row["job_id"],
+        attempt=row["attempt"],
+        worker_id=row["worker_id"],
+        started_at=ts(row["started_at"]),
+        finished_at=None if row["finished_at"] is None else ts(row["finished_at"]),
+        exit_code=row["exit_code"],
+        outcome=row["outcome"],
+        error=row["error"],
+        output=row["output"],
+        output_bytes=row["output_bytes"],
+    )
+
+
+def target_state(outcome: models.Outcome, retry_in: timedelta | None) -> models.JobState:
+    """The state a finished attempt moves its job to (Backend.finish's docstring)."""
+    kind = outcome.kind
+    if kind is models.OutcomeKind.SUCCEEDED:
+        return models.JobState.COMPLETED
+    if kind is models.OutcomeKind.CANCELLED:
+        return models.JobState.CANCELLED
+    if kind is models.OutcomeKind.INTERRUPTED:
+        return models.JobState.PENDING
+    return models.JobState.DEAD if retry_in is None else models.JobState.FAILED
+
+
+def finish_params(
+    job: models.Job, outcome: models.Outcome, retry_in: timedelta | None
+) -> dict[str, Any]:
+    state = target_state(outcome, retry_in)
+    return {
+        "id": job.id,
+        "token": job.lease_token,
+        "state": str(state),
+        # only a FAILED job waits; INTERRUPTED goes back to pending due at once
+        "retry_s": retry_in.total_seconds()
+        if retry_in and state is models.JobState.FAILED
+        else 0.0,
+        "exit_code": outcome.exit_code,
+        "error": outcome.error,
+        "outcome": str(outcome.kind),
+        "output": outcome.output,
+        "output_bytes": outcome.output_bytes,
+    }
+
+
+def lost_outcome(job: models.Job) -> models.Outcome:
+    if job.cancel_requested:
+        return models.Outcome(models.OutcomeKind.CANCELLED, error="cancelled (worker lost)")
+    return models.Outcome(models.OutcomeKind.LOST, error=LOST_ERROR)
+
+
+def recovery_plan(
+    job: models.Job, policy: models.Policy
+) -> tuple[models.Outcome, timedelta | None]:
+    outcome = lost_outcome(job)
+    return outcome, retry.delay_for(job, policy)
+
+
+def check_ids(specs: Sequence[models.JobSpec]) -> list[str]:
+    """Fill in generated ids; reject a duplicate inside one batch before touching the db."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for spec in specs:
+        job_id = spec.id or ids.new_id()
+        if job_id in seen:
+            raise errors.DuplicateJob(f"job id {job_id!r} appears twice in the input")
+        seen.add(job_id)
+        out.append(job_id)
+    return out
+
+
+def check_transition(job: models.Job, *, action: str, allowed: frozenset[models.JobState]) -> None:
+    if job.state not in allowed:
+        wanted = "/".join(sorted(allowed))
+        raise errors.InvalidTransition(
+            f"cannot {action} job {job.id!r}: it is {job.state} (only {wanted} jobs)"
+        )
+
+
+RETRYABLE = frozenset({models.JobState.FAILED, models.JobState.DEAD, models.JobState.CANCELLED})
+CANCELLABLE = frozenset(
+    {models.JobState.PENDING, models.JobState.FAILED, models.JobState.PROCESSING}
+)
+
+
+def stats_from_counts(
+    rows: Sequence[Mapping[str, Any]], alive: int, busy: int
+) -> models.QueueStats:
+    by_state: dict[str, int] = {}
+    by_queue: dict[str, dict[str, int]] = {}
+    for row in rows:
+        state, n = str(row["state"]), int(row["n"])
+        by_state[state] = by_state.get(state, 0) + n
+        by_queue.setdefault(row["queue"], {})[state] = n
+    return models.QueueStats(
+        by_state=by_state,
+        by_queue={q: by_queue[q] for q in sorted(by_queue)},
+        workers=int(alive),
+        busy_workers=int(busy),
+    )

@@ -1,0 +1,354 @@
+"""PostgresBackend: the Backend contract on PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.rows import dict_row
+
+from queuectl import config, errors, models
+from queuectl.backends import common
+from queuectl.backends.base import OrphanKiller
+from queuectl.backends.sqlfile import load_queries
+
+Q = load_queries("postgres.sql")
+MIGRATIONS = load_queries("postgres_schema.sql")
+_MIGRATE_LOCK = 0x71756575  # pg_advisory_xact_lock key: one migrator at a time
+
+
+def _ts(value: datetime) -> datetime:
+    return value
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Driver errors stop here and become queuectl errors (the CLI maps them to exit codes)."""
+    try:
+        yield
+    except pgerrors.UndefinedTable:
+        raise errors.SchemaMissing(
+            "the database has no queuectl schema: run `queuectl db migrate`"
+        ) from None
+    except pgerrors.UniqueViolation as exc:
+        raise errors.DuplicateJob(f"duplicate job id: {_detail(exc)}") from None
+    except psycopg.OperationalError as exc:
+        raise errors.BackendUnavailable(f"PostgreSQL unavailable: {_first_line(exc)}") from None
+    except psycopg.Error as exc:
+        raise errors.BackendError(f"PostgreSQL error: {_first_line(exc)}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _detail(exc: psycopg.Error) -> str:
+    match = re.search(r"\(id\)=\((.*)\)", exc.diag.message_detail or "")
+    return f"{match.group(1)!r} already exists" if match else _first_line(exc)
+
+
+class PostgresBackend:
+    def __init__(self, url: str, *, pool_size: int = 0) -> None:
+        self.url = url
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "row_factory": dict_row,
+            "connect_timeout": 5,
+            "application_name": "queuectl",
+            "options": "-c timezone=UTC",
+        }
+        self._pool: Any = None
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+        if pool_size > 0:
+            from psycopg_pool import ConnectionPool  # only long-running processes need it
+
+            with _translated():
+                self._pool = ConnectionPool(
+                    url,
+                    min_size=1,
+                    max_size=pool_size,
+                    kwargs=self._kwargs,
+                    open=False,
+                    name="queuectl",
+                )
+                self._pool.open(wait=True, timeout=10)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with _translated():
+            if self._pool is not None:
+                with self._pool.connection() as conn:
+                    yield conn
+                return
+            with self._lock:
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(self.url, **self._kwargs)
+                yield self._conn
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        if self._conn is not None:
+            self._conn.close()
+
+    def migrate(self) -> int:
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS queuectl_schema ("
+                " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur.execute("SELECT coalesce(max(version), 0) AS v FROM queuectl_schema")
+            current = _one(cur)["v"]
+            for name, sql in MIGRATIONS.items():
+                version = int(name.removeprefix("v"))
+                if version > current:
+                    cur.execute(sql.encode())
+                    cur.execute("INSERT INTO queuectl_schema (version) VALUES (%s)", (version,))
+                    current = version
+            return int(current)
+
+    # --- jobs ---------------------------------------------------------------------------------
+    def enqueue(self, specs: Sequence[models.JobSpec]) -> list[models.Job]:
+        job_ids = common.check_ids(specs)
+        params = {
+            "ids": job_ids,
+            "commands": [s.command for s in specs],
+            "queues": [s.queue for s in specs],
+            "priorities": [s.priority for s in specs],
+            "run_ats": [s.run_at for s in specs],
+            "timeouts": [s.timeout_s for s in specs],
+            "max_retries": [s.max_retries for s in specs],
+        }
+        with self._tx() as cur:
+            cur.execute(Q["enqueue"], params)
+            by_id = {r["id"]: r for r in cur.fetchall()}
+        return [common.job_from_row(by_id[i], _ts) for i in job_ids]
+
+    def get_job(self, job_id: str) -> models.Job:
+        with self._tx() as cur:
+            cur.execute(Q["get_job"], {"id": job_id})
+            row = cur.fetchone()
+        if row is None:
+            raise errors.JobNotFound(job_id)
+        return common.job_from_row(row, _ts)
+
+    def list_jobs(
+        self, *, state: models.JobState | None = None, queue: str | None = None, limit: int = 100
+    ) -> list[models.Job]:
+        with self._tx() as cur:
+            cur.execute(
+                Q["list_jobs"],
+                {"state": None if state is None else str(state), "queue": queue, "limit": limit},
+            )
+            return [common.job_from_row(r, _ts) for r in cur.fetchall()]
+
+    def runs(self, job_id: str) -> list[models.Run]:
+        with self._tx() as cur:
+            cur.execute(Q["get_job"], {"id": job_id})
+            if cur.fetchone() is None:
+                raise errors.JobNotFound(job_id)
+            cur.execute(Q["runs"], {"id": job_id})
+            return [common.run_from_row(r, _ts) for r in cur.fetchall()]
+
+    def _locked(
+        self, cur: psycopg.Cursor[dict[str, Any]], job_ids: Sequence[str]
+    ) -> list[models.Job]:
+        cur.execute(Q["get_job_for_update"], {"ids": list(job_ids)})
+        found = {r["id"]: common.job_from_row(r, _ts) for r in cur.fetchall()}
+        for job_id in job_ids:
+            if job_id not in found:
+                raise errors.JobNotFound(job_id)
+        return [found[i] for i in job_ids]
+
+    def cancel(self, job_id: str) -> models.Job:
+        with self._tx() as cur:
+            (job,) = self._locked(cur, [job_id])
+            common.check_transition(job, action="cancel", allowed=common.CANCELLABLE)
+            query = "cancel_running" if job.state is models.JobState.PROCESSING else "cancel_now"
+            cur.execute(Q[query], {"id": job_id})
+            return common.job_from_row(_one(cur), _ts)
+
+    def retry(self, job_ids: Sequence[str], *, dead_only: bool = False) -> list[models.Job]:
+        allowed = frozenset({models.JobState.DEAD}) if dead_only else common.RETRYABLE
+        with self._tx() as cur:
+            for job in self._locked(cur, job_ids):
+                common.check_transition(job, action="retry", allowed=allowed)
+            cur.execute(Q["retry"], {"ids": list(job_ids)})
+            by_id = {r["id"]: common.job_from_row(r, _ts) for r in cur.fetchall()}
+        return [by_id[i] for i in job_ids]
+
+    def retry_all_dead(self) -> int:
+        with self._tx() as cur:
+            cur.execute(Q["retry_all_dead"])
+            return cur.rowcount
+
+    def purge_dead(self) -> int:
+        with self._tx() as cur:
+            cur.execute(Q["purge_dead"])
+            return cur.rowcount
+
+    # --- workers ------------------------------------------------------------------------------
+    def claim(
+        self, slot_ids: Sequence[str], queues: Sequence[str], *, host: str, lease_ttl_s: float
+    ) -> list[models.Job]:
+        if not slot_ids:
+            return []
+        params = {
+            "limit": len(slot_ids),
+            "slots": list(slot_ids),
+            "host": host,
+            "lease_s": lease_ttl_s,
+            "queues": list(queues),
+        }
+        with self._tx() as cur:
+            cur.execute(Q["claim_queues" if queues else "claim"], params)
+            rows = cur.fetchall()
+        jobs = [common.job_from_row(r, _ts) for r in rows]
+        order = {slot: i for i, slot in enumerate(slot_ids)}
+        return sorted(jobs, key=lambda j: order[j.worker_id or ""])
+
+    def finish(self, job: models.Job, outcome: models.Outcome, retry_in: timedelta | None) -> bool:
+        with self._tx() as cur:
+            cur.execute(Q["finish"], common.finish_params(job, outcome, retry_in))
+            return cur.fetchone() is not None
+
+    def heartbeat(
+        self,
+        workers: Sequence[models.WorkerInfo],
+        running: Sequence[models.RunningJob],
+        *,
+        lease_ttl_s: float,
+    ) -> models.WorkerControl:
+        current = {r.job.worker_id: r.job.id for r in running}
+        stop = False
+        renewed: dict[str, bool] = {}
+        with self._tx() as cur:
+            if workers:
+                first = workers[0]
+                cur.execute(
+                    Q["beat_workers"],
+                    {
+                        "host": first.host,
+                        "pid": first.pid,
+                        "queues": list(first.queues),
+                        "ids": [w.id for w in workers],
+                        "jobs": [current.get(w.id, "") for w in workers],
+                    },
+                )
+                stop = any(r["stop_requested"] for r in cur.fetchall())
+            if running:
+                cur.execute(
+                    Q["beat_jobs"],
+                    {
+                        "ids": [r.job.id for r in running],
+                        "tokens": [r.job.lease_token for r in running],
+                        "lease_s": lease_ttl_s,
+                    },
+                )
+                renewed = {r["id"]: r["cancel_requested"] for r in cur.fetchall()}
+                changed = [r for r in running if r.output is not None and r.job.id in renewed]
+                if changed:
+                    cur.execute(
+                        Q["beat_output"],
+                        {
+                            "ids": [r.job.id for r in changed],
+                            "attempts": [r.job.run_count for r in changed],
+                            "outputs": [r.output for r in changed],
+                            "bytes": [r.output_bytes for r in changed],
+                        },
+                    )
+        return models.WorkerControl(
+            stop=stop,
+            cancel=frozenset(i for i, cancel in renewed.items() if cancel),
+            lost=frozenset(r.job.id for r in running if r.job.id not in renewed),
+        )
+
+    def recover_expired(self, kill_orphan: OrphanKiller, *, lease_ttl_s: float) -> list[models.Job]:
+        recovered: list[models.Job] = []
+        policy = self.policy()
+        with self._tx() as cur:
+            cur.execute(Q["expired_leases"])
+            rows = cur.fetchall()
+            for row in rows:
+                job = common.job_from_row(row, _ts)
+                kill_orphan(job, row["host"])
+                outcome, retry_in = common.recovery_plan(job, policy)
+                cur.execute(Q["finish"], common.finish_params(job, outcome, retry_in))
+                if cur.fetchone() is not None:
+                    recovered.append(job)
+            cur.execute(
+                Q["forget_dead_workers"], {"lease_s": common.FORGET_AFTER_LEASES * lease_ttl_s}
+            )
+        return recovered
+
+    def deregister_workers(self, worker_ids: Sequence[str]) -> None:
+        with self._tx() as cur:
+            cur.execute(Q["deregister_workers"], {"ids": list(worker_ids)})
+
+    def list_workers(self, *, lease_ttl_s: float) -> list[models.WorkerInfo]:
+        with self._tx() as cur:
+            cur.execute(Q["list_workers"], {"lease_s": lease_ttl_s})
+            return [
+                models.WorkerInfo(
+                    id=r["id"],
+                    host=r["host"],
+                    pid=r["pid"],
+                    queues=tuple(r["queues"]),
+                    started_at=r["started_at"],
+                    heartbeat_at=r["heartbeat_at"],
+                    stopping=r["stop_requested"],
+                    current_jobs=(r["current_job"],) if r["current_job"] else (),
+                    heartbeat_age_s=float(r["age_s"]),
+                )
+                for r in cur.fetchall()
+            ]
+
+    def request_stop(self, *, lease_ttl_s: float) -> list[str]:
+        with self._tx() as cur:
+            cur.execute(Q["request_stop"], {"lease_s": lease_ttl_s})
+            return [r["id"] for r in cur.fetchall()]
+
+    def has_work(self, queues: Sequence[str]) -> bool:
+        with self._tx() as cur:
+            cur.execute(Q["has_work"], {"queues": list(queues)})
+            return bool(_one(cur)["exists"])
+
+    # --- settings and stats -------------------------------------------------------------------
+    def get_settings(self) -> dict[str, str]:
+        with self._tx() as cur:
+            cur.execute(Q["get_settings"])
+            return {r["key"]: r["value"] for r in cur.fetchall()}
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._tx() as cur:
+            cur.execute(Q["set_setting"], {"key": key, "value": value})
+
+    def policy(self) -> models.Policy:
+        return config.policy_from_rows(self.get_settings())
+
+    def stats(self, *, lease_ttl_s: float) -> models.QueueStats:
+        with self._tx() as cur:
+            cur.execute(Q["count_by_queue_state"])
+            counts = cur.fetchall()
+            cur.execute(Q["count_workers"], {"lease_s": lease_ttl_s})
+            workers = _one(cur)
+        return common.stats_from_counts(counts, workers["alive"], workers["busy"])
+
+
+def _one(cur: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:
+    row = cur.fetchone()
+    assert row is not None
+    return row

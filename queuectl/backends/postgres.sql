@@ -1,0 +1,207 @@
+-- Queries of the PostgreSQL backend; sqlite.sql defines the same names.
+
+-- name: enqueue
+-- One statement for a whole batch: unnest() turns the column arrays into rows, and
+-- ORDER BY ord hands out seq (the FIFO tie-break) in input order.
+INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries)
+SELECT u.id, u.command, u.queue, u.priority, COALESCE(u.run_at, now()),
+       CASE WHEN u.timeout_s IS NULL THEN
+              (SELECT NULLIF(value, 'none')::float8 FROM queuectl_settings
+                WHERE key = 'job-timeout')
+            WHEN u.timeout_s = 0 THEN NULL
+            ELSE u.timeout_s END,
+       COALESCE(u.max_retries,
+                (SELECT value::int FROM queuectl_settings WHERE key = 'max-retries'), 3)
+  FROM unnest(%(ids)s::text[], %(commands)s::text[], %(queues)s::text[],
+              %(priorities)s::int[], %(run_ats)s::timestamptz[], %(timeouts)s::float8[],
+              %(max_retries)s::int[])
+       WITH ORDINALITY AS u(id, command, queue, priority, run_at, timeout_s, max_retries, ord)
+ ORDER BY u.ord
+RETURNING *;
+
+-- name: claim
+-- SKIP LOCKED: many workers claim at once without waiting on each other's row locks, and a
+-- row locked by one claimer is invisible to the others until it commits as 'processing'.
+-- The CTE is a fence: Postgres must not update more rows than the LIMIT picked.
+WITH picked AS (
+  SELECT id FROM queuectl_jobs
+   WHERE state IN ('pending', 'failed') AND run_at <= now()
+   ORDER BY priority DESC, run_at, seq
+   LIMIT %(limit)s
+     FOR UPDATE SKIP LOCKED
+), numbered AS (
+  SELECT id, row_number() OVER () AS n FROM picked
+), claimed AS (
+  UPDATE queuectl_jobs j
+     SET state = 'processing', worker_id = (%(slots)s::text[])[numbered.n], host = %(host)s,
+         attempts = j.attempts + 1, run_count = j.run_count + 1, lease_token = j.lease_token + 1,
+         lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+         started_at = now(), finished_at = NULL, exit_code = NULL, updated_at = now()
+    FROM numbered
+   WHERE j.id = numbered.id
+  RETURNING j.*
+), runs AS (
+  INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at)
+  SELECT id, run_count, worker_id, started_at FROM claimed
+)
+SELECT * FROM claimed;
+
+-- name: claim_queues
+-- The same claim restricted to some queues (served by queuectl_jobs_claim_queue).
+WITH picked AS (
+  SELECT id FROM queuectl_jobs
+   WHERE state IN ('pending', 'failed') AND run_at <= now() AND queue = ANY(%(queues)s)
+   ORDER BY priority DESC, run_at, seq
+   LIMIT %(limit)s
+     FOR UPDATE SKIP LOCKED
+), numbered AS (
+  SELECT id, row_number() OVER () AS n FROM picked
+), claimed AS (
+  UPDATE queuectl_jobs j
+     SET state = 'processing', worker_id = (%(slots)s::text[])[numbered.n], host = %(host)s,
+         attempts = j.attempts + 1, run_count = j.run_count + 1, lease_token = j.lease_token + 1,
+         lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+         started_at = now(), finished_at = NULL, exit_code = NULL, updated_at = now()
+    FROM numbered
+   WHERE j.id = numbered.id
+  RETURNING j.*
+), runs AS (
+  INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at)
+  SELECT id, run_count, worker_id, started_at FROM claimed
+)
+SELECT * FROM claimed;
+
+-- name: finish
+-- The lease token guard: a worker whose lease was recovered (and the job maybe claimed again)
+-- matches no row here, so its late result changes nothing.
+WITH done AS (
+  UPDATE queuectl_jobs
+     SET state = %(state)s,
+         run_at = CASE WHEN %(state)s IN ('failed', 'pending')
+                       THEN now() + make_interval(secs => %(retry_s)s) ELSE run_at END,
+         finished_at = now(), updated_at = now(), exit_code = %(exit_code)s,
+         last_error = %(error)s, lease_expires_at = NULL, cancel_requested = false
+   WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'
+  RETURNING id, run_count, finished_at
+), run AS (
+  UPDATE queuectl_runs r
+     SET finished_at = done.finished_at, exit_code = %(exit_code)s, outcome = %(outcome)s,
+         error = %(error)s,
+         output = CASE WHEN %(output_bytes)s > 0 THEN %(output)s ELSE r.output END,
+         output_bytes = GREATEST(r.output_bytes, %(output_bytes)s)
+    FROM done
+   WHERE r.job_id = done.id AND r.attempt = done.run_count
+)
+SELECT id FROM done;
+
+-- name: beat_workers
+INSERT INTO queuectl_workers (id, host, pid, queues, current_job)
+SELECT u.id, %(host)s, %(pid)s, %(queues)s::text[], NULLIF(u.job, '')
+  FROM unnest(%(ids)s::text[], %(jobs)s::text[]) AS u(id, job)
+ON CONFLICT (id) DO UPDATE
+   SET heartbeat_at = now(), current_job = EXCLUDED.current_job
+RETURNING id, stop_requested;
+
+-- name: beat_jobs
+UPDATE queuectl_jobs j
+   SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+  FROM unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS u(id, token)
+ WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'processing'
+RETURNING j.id, j.cancel_requested;
+
+-- name: beat_output
+UPDATE queuectl_runs r
+   SET output = u.output, output_bytes = u.bytes
+  FROM unnest(%(ids)s::text[], %(attempts)s::int[], %(outputs)s::text[], %(bytes)s::bigint[])
+       AS u(id, attempt, output, bytes)
+ WHERE r.job_id = u.id AND r.attempt = u.attempt AND r.finished_at IS NULL;
+
+-- name: expired_leases
+-- SKIP LOCKED again: two processes sweeping at once split the expired rows between them.
+SELECT * FROM queuectl_jobs
+ WHERE state = 'processing' AND lease_expires_at < now()
+ ORDER BY lease_expires_at
+ LIMIT 100
+   FOR UPDATE SKIP LOCKED;
+
+-- name: forget_dead_workers
+DELETE FROM queuectl_workers
+ WHERE heartbeat_at < now() - make_interval(secs => %(lease_s)s);
+
+-- name: deregister_workers
+DELETE FROM queuectl_workers WHERE id = ANY(%(ids)s);
+
+-- name: list_workers
+SELECT w.*, extract(epoch FROM now() - w.heartbeat_at) AS age_s FROM queuectl_workers w
+ WHERE w.heartbeat_at >= now() - make_interval(secs => %(lease_s)s)
+ ORDER BY w.started_at, w.id;
+
+-- name: request_stop
+UPDATE queuectl_workers SET stop_requested = true
+ WHERE heartbeat_at >= now() - make_interval(secs => %(lease_s)s)
+RETURNING id;
+
+-- name: get_job
+SELECT * FROM queuectl_jobs WHERE id = %(id)s;
+
+-- name: get_job_for_update
+SELECT * FROM queuectl_jobs WHERE id = ANY(%(ids)s) FOR UPDATE;
+
+-- name: list_jobs
+SELECT * FROM queuectl_jobs
+ WHERE (%(state)s::text IS NULL OR state = %(state)s)
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+ ORDER BY seq DESC
+ LIMIT %(limit)s;
+
+-- name: runs
+SELECT * FROM queuectl_runs WHERE job_id = %(id)s ORDER BY attempt;
+
+-- name: cancel_now
+UPDATE queuectl_jobs
+   SET state = 'cancelled', updated_at = now(), finished_at = now(), last_error = 'cancelled'
+ WHERE id = %(id)s
+RETURNING *;
+
+-- name: cancel_running
+UPDATE queuectl_jobs SET cancel_requested = true, updated_at = now()
+ WHERE id = %(id)s
+RETURNING *;
+
+-- name: retry
+-- dead and cancelled jobs start over with a fresh retry budget; a failed job keeps its
+-- attempts and only skips the rest of its backoff.
+UPDATE queuectl_jobs
+   SET state = 'pending', run_at = now(), updated_at = now(),
+       attempts = CASE WHEN state = 'failed' THEN attempts ELSE 0 END
+ WHERE id = ANY(%(ids)s)
+RETURNING *;
+
+-- name: retry_all_dead
+UPDATE queuectl_jobs
+   SET state = 'pending', run_at = now(), updated_at = now(), attempts = 0
+ WHERE state = 'dead';
+
+-- name: purge_dead
+DELETE FROM queuectl_jobs WHERE state = 'dead';
+
+-- name: has_work
+SELECT EXISTS (
+  SELECT 1 FROM queuectl_jobs
+   WHERE (state = 'failed' OR (state = 'pending' AND run_at <= now()))
+     AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s))
+);
+
+-- name: get_settings
+SELECT key, value FROM queuectl_settings ORDER BY key;
+
+-- name: set_setting
+INSERT INTO queuectl_settings (key, value) VALUES (%(key)s, %(value)s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+
+-- name: count_by_queue_state
+SELECT queue, state, count(*) AS n FROM queuectl_jobs GROUP BY queue, state;
+
+-- name: count_workers
+SELECT count(*) AS alive, count(current_job) AS busy FROM queuectl_workers
+ WHERE heartbeat_at >= now() - make_interval(secs => %(lease_s)s);

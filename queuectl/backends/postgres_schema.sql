@@ -1,0 +1,71 @@
+-- Versioned migrations for PostgreSQL, applied in order by `queuectl db migrate`.
+
+-- name: v1
+CREATE TABLE queuectl_jobs (
+  seq              bigint GENERATED ALWAYS AS IDENTITY,
+  id               text PRIMARY KEY,
+  command          text NOT NULL,
+  state            text NOT NULL DEFAULT 'pending'
+                   CHECK (state IN ('pending', 'processing', 'completed', 'failed', 'dead',
+                                    'cancelled')),
+  queue            text NOT NULL DEFAULT 'default',
+  priority         integer NOT NULL DEFAULT 0,
+  attempts         integer NOT NULL DEFAULT 0,
+  -- every run ever, numbering queuectl_runs; unlike attempts, a retry from the DLQ keeps it
+  run_count        integer NOT NULL DEFAULT 0,
+  max_retries      integer NOT NULL CHECK (max_retries >= 0),
+  timeout_s        double precision,
+  run_at           timestamptz NOT NULL DEFAULT now(),
+  created_at       timestamptz NOT NULL DEFAULT now(),
+  updated_at       timestamptz NOT NULL DEFAULT now(),
+  started_at       timestamptz,
+  finished_at      timestamptz,
+  worker_id        text,
+  host             text,
+  exit_code        integer,
+  last_error       text,
+  lease_token      bigint NOT NULL DEFAULT 0,
+  lease_expires_at timestamptz,
+  cancel_requested boolean NOT NULL DEFAULT false
+);
+-- Only claimable rows are indexed, in claim order: the claim reads the first few entries and
+-- the index stays small however many finished jobs the table keeps.
+CREATE INDEX queuectl_jobs_claim ON queuectl_jobs (priority DESC, run_at, seq)
+  WHERE state IN ('pending', 'failed');
+CREATE INDEX queuectl_jobs_claim_queue ON queuectl_jobs (queue, priority DESC, run_at, seq)
+  WHERE state IN ('pending', 'failed');
+CREATE INDEX queuectl_jobs_leases ON queuectl_jobs (lease_expires_at)
+  WHERE state = 'processing';
+CREATE INDEX queuectl_jobs_state_seq ON queuectl_jobs (state, seq);
+CREATE INDEX queuectl_jobs_seq ON queuectl_jobs (seq);
+
+CREATE TABLE queuectl_runs (
+  job_id       text NOT NULL REFERENCES queuectl_jobs (id) ON DELETE CASCADE,
+  attempt      integer NOT NULL,
+  worker_id    text,
+  started_at   timestamptz NOT NULL,
+  finished_at  timestamptz,
+  exit_code    integer,
+  outcome      text,
+  error        text,
+  output       text NOT NULL DEFAULT '',
+  output_bytes bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (job_id, attempt)
+);
+
+CREATE TABLE queuectl_workers (
+  id             text PRIMARY KEY,
+  host           text NOT NULL,
+  pid            integer NOT NULL,
+  queues         text[] NOT NULL DEFAULT '{}',
+  started_at     timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at   timestamptz NOT NULL DEFAULT now(),
+  stop_requested boolean NOT NULL DEFAULT false,
+  current_job    text
+);
+
+CREATE TABLE queuectl_settings (
+  key        text PRIMARY KEY,
+  value      text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);

@@ -1,0 +1,417 @@
+"""SqliteBackend: the Backend contract on one SQLite file (stdlib sqlite3, WAL)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from queuectl import config, errors, models
+from queuectl.backends import common
+from queuectl.backends.base import OrphanKiller
+from queuectl.backends.sqlfile import load_queries
+
+Q = load_queries("sqlite.sql")
+MIGRATIONS = load_queries("sqlite_schema.sql")
+BUSY_TIMEOUT_MS = 30_000  # many worker processes queue for the one write lock; none waits long
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Driver errors stop here and become queuectl errors (the CLI maps them to exit codes)."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "no such table" in text:
+            raise errors.SchemaMissing(
+                f"the database has no queuectl schema ({text}): run `queuectl db migrate`"
+            ) from None
+        raise errors.BackendUnavailable(f"SQLite unavailable: {text}") from None
+    except sqlite3.DatabaseError as exc:
+        raise errors.BackendUnavailable(f"SQLite error: {exc}") from None
+
+
+class SqliteBackend:
+    def __init__(self, url: str, path: Path) -> None:
+        self.url = url
+        self.path = path
+        # sqlite3 connections must stay on their thread: one per thread, closed together
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        with _translated():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
+            if conn.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
+                self.migrate()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                    check_same_thread=False,
+                )
+            except sqlite3.OperationalError as exc:
+                raise errors.BackendUnavailable(f"cannot open {self.path}: {exc}") from None
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across crashes
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _tx(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE for writes: the write lock is taken before the first read, so a
+        read-then-write transaction cannot be overtaken by another process's write."""
+        with _translated():
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def migrate(self) -> int:
+        with _translated():
+            conn = self._conn()
+            # WAL lets readers (status, list) run while a worker writes
+            conn.execute("PRAGMA journal_mode = WAL")
+        with self._tx() as conn:
+            current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            for name, sql in MIGRATIONS.items():
+                version = int(name.removeprefix("v"))
+                if version > current:
+                    for statement in _statements(sql):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {version}")
+                    current = version
+            return current
+
+    # --- jobs ---------------------------------------------------------------------------------
+    def enqueue(self, specs: Sequence[models.JobSpec]) -> list[models.Job]:
+        job_ids = common.check_ids(specs)
+        with self._tx() as conn:
+            given = [s.id for s in specs if s.id]
+            if given:
+                taken = conn.execute(Q["existing_ids"], {"ids": json.dumps(given)}).fetchone()
+                if taken:
+                    raise errors.DuplicateJob(f"duplicate job id: {taken['id']!r} already exists")
+            policy = self._policy(conn)
+            now = time.time()
+            conn.executemany(
+                Q["enqueue"],
+                (
+                    {
+                        "id": job_id,
+                        "command": spec.command,
+                        "queue": spec.queue,
+                        "priority": spec.priority,
+                        "run_at": _epoch(spec.run_at) or now,
+                        "timeout_s": _timeout(spec.timeout_s, policy),
+                        "max_retries": policy.max_retries
+                        if spec.max_retries is None
+                        else spec.max_retries,
+                        "now": now,
+                    }
+                    for job_id, spec in zip(job_ids, specs, strict=True)
+                ),
+            )
+            rows = conn.execute(Q["jobs_by_ids"], {"ids": json.dumps(job_ids)}).fetchall()
+        by_id = {r["id"]: r for r in rows}
+        return [common.job_from_row(by_id[i], _ts) for i in job_ids]
+
+    def get_job(self, job_id: str) -> models.Job:
+        with _translated():
+            row = self._conn().execute(Q["get_job"], {"id": job_id}).fetchone()
+        if row is None:
+            raise errors.JobNotFound(job_id)
+        return common.job_from_row(row, _ts)
+
+    def list_jobs(
+        self, *, state: models.JobState | None = None, queue: str | None = None, limit: int = 100
+    ) -> list[models.Job]:
+        params = {"state": None if state is None else str(state), "queue": queue, "limit": limit}
+        with _translated():
+            rows = self._conn().execute(Q["list_jobs"], params).fetchall()
+        return [common.job_from_row(r, _ts) for r in rows]
+
+    def runs(self, job_id: str) -> list[models.Run]:
+        with self._tx(write=False) as conn:
+            if conn.execute(Q["get_job"], {"id": job_id}).fetchone() is None:
+                raise errors.JobNotFound(job_id)
+            rows = conn.execute(Q["runs"], {"id": job_id}).fetchall()
+        return [common.run_from_row(r, _ts) for r in rows]
+
+    def _jobs(self, conn: sqlite3.Connection, job_ids: Sequence[str]) -> list[models.Job]:
+        rows = conn.execute(Q["jobs_by_ids"], {"ids": json.dumps(list(job_ids))}).fetchall()
+        found = {r["id"]: common.job_from_row(r, _ts) for r in rows}
+        for job_id in job_ids:
+            if job_id not in found:
+                raise errors.JobNotFound(job_id)
+        return [found[i] for i in job_ids]
+
+    def cancel(self, job_id: str) -> models.Job:
+        with self._tx() as conn:
+            (job,) = self._jobs(conn, [job_id])
+            common.check_transition(job, action="cancel", allowed=common.CANCELLABLE)
+            query = "cancel_running" if job.state is models.JobState.PROCESSING else "cancel_now"
+            row = conn.execute(Q[query], {"id": job_id, "now": time.time()}).fetchone()
+        return common.job_from_row(row, _ts)
+
+    def retry(self, job_ids: Sequence[str], *, dead_only: bool = False) -> list[models.Job]:
+        allowed = frozenset({models.JobState.DEAD}) if dead_only else common.RETRYABLE
+        with self._tx() as conn:
+            for job in self._jobs(conn, job_ids):
+                common.check_transition(job, action="retry", allowed=allowed)
+            rows = conn.execute(
+                Q["retry"], {"ids": json.dumps(list(job_ids)), "now": time.time()}
+            ).fetchall()
+        by_id = {r["id"]: common.job_from_row(r, _ts) for r in rows}
+        return [by_id[i] for i in job_ids]
+
+    def retry_all_dead(self) -> int:
+        with self._tx() as conn:
+            return conn.execute(Q["retry_all_dead"], {"now": time.time()}).rowcount
+
+    def purge_dead(self) -> int:
+        with self._tx() as conn:
+            return conn.execute(Q["purge_dead"]).rowcount
+
+    # --- workers ------------------------------------------------------------------------------
+    def claim(
+        self, slot_ids: Sequence[str], queues: Sequence[str], *, host: str, lease_ttl_s: float
+    ) -> list[models.Job]:
+        if not slot_ids:
+            return []
+        jobs: list[models.Job] = []
+        with self._tx() as conn:
+            now = time.time()
+            params = {"now": now, "limit": len(slot_ids), "queues": json.dumps(list(queues))}
+            picked = conn.execute(Q["claim_queues" if queues else "claim"], params).fetchall()
+            for slot, row in zip(slot_ids, picked, strict=False):
+                claimed = conn.execute(
+                    Q["claim_one"],
+                    {
+                        "id": row["id"],
+                        "slot": slot,
+                        "host": host,
+                        "now": now,
+                        "lease_s": lease_ttl_s,
+                    },
+                ).fetchone()
+                job = common.job_from_row(claimed, _ts)
+                conn.execute(
+                    Q["insert_run"],
+                    {
+                        "job_id": job.id,
+                        "attempt": job.run_count,
+                        "worker_id": slot,
+                        "started_at": now,
+                    },
+                )
+                jobs.append(job)
+        return jobs
+
+    def finish(self, job: models.Job, outcome: models.Outcome, retry_in: timedelta | None) -> bool:
+        with self._tx() as conn:
+            return self._finish(conn, job, outcome, retry_in)
+
+    def _finish(
+        self,
+        conn: sqlite3.Connection,
+        job: models.Job,
+        outcome: models.Outcome,
+        retry_in: timedelta | None,
+    ) -> bool:
+        params = common.finish_params(job, outcome, retry_in) | {"now": time.time()}
+        done = conn.execute(Q["finish"], params).fetchone()
+        if done is None:
+            return False
+        conn.execute(Q["finish_run"], params | {"run_count": done["run_count"]})
+        return True
+
+    def heartbeat(
+        self,
+        workers: Sequence[models.WorkerInfo],
+        running: Sequence[models.RunningJob],
+        *,
+        lease_ttl_s: float,
+    ) -> models.WorkerControl:
+        current = {r.job.worker_id: r.job.id for r in running}
+        stop = False
+        renewed: dict[str, bool] = {}
+        with self._tx() as conn:
+            now = time.time()
+            for w in workers:
+                row = conn.execute(
+                    Q["beat_workers"],
+                    {
+                        "id": w.id,
+                        "host": w.host,
+                        "pid": w.pid,
+                        "queues": json.dumps(w.queues),
+                        "now": now,
+                        "job": current.get(w.id),
+                    },
+                ).fetchone()
+                stop = stop or bool(row["stop_requested"])
+            for r in running:
+                row = conn.execute(
+                    Q["beat_jobs"],
+                    {
+                        "id": r.job.id,
+                        "token": r.job.lease_token,
+                        "now": now,
+                        "lease_s": lease_ttl_s,
+                    },
+                ).fetchone()
+                if row is None:
+                    continue
+                renewed[r.job.id] = bool(row["cancel_requested"])
+                if r.output is not None:
+                    conn.execute(
+                        Q["beat_output"],
+                        {
+                            "id": r.job.id,
+                            "attempt": r.job.run_count,
+                            "output": r.output,
+                            "bytes": r.output_bytes,
+                        },
+                    )
+        return models.WorkerControl(
+            stop=stop,
+            cancel=frozenset(i for i, cancel in renewed.items() if cancel),
+            lost=frozenset(r.job.id for r in running if r.job.id not in renewed),
+        )
+
+    def recover_expired(self, kill_orphan: OrphanKiller, *, lease_ttl_s: float) -> list[models.Job]:
+        recovered: list[models.Job] = []
+        with self._tx() as conn:
+            now = time.time()
+            rows = conn.execute(Q["expired_leases"], {"now": now}).fetchall()
+            policy = self._policy(conn) if rows else models.Policy()
+            for row in rows:
+                job = common.job_from_row(row, _ts)
+                kill_orphan(job, row["host"])
+                outcome, retry_in = common.recovery_plan(job, policy)
+                if self._finish(conn, job, outcome, retry_in):
+                    recovered.append(job)
+            conn.execute(
+                Q["forget_dead_workers"],
+                {"now": now, "lease_s": common.FORGET_AFTER_LEASES * lease_ttl_s},
+            )
+        return recovered
+
+    def deregister_workers(self, worker_ids: Sequence[str]) -> None:
+        with self._tx() as conn:
+            conn.execute(Q["deregister_workers"], {"ids": json.dumps(list(worker_ids))})
+
+    def list_workers(self, *, lease_ttl_s: float) -> list[models.WorkerInfo]:
+        with _translated():
+            rows = (
+                self._conn()
+                .execute(Q["list_workers"], {"now": time.time(), "lease_s": lease_ttl_s})
+                .fetchall()
+            )
+        return [
+            models.WorkerInfo(
+                id=r["id"],
+                host=r["host"],
+                pid=r["pid"],
+                queues=tuple(json.loads(r["queues"])),
+                started_at=_ts(r["started_at"]),
+                heartbeat_at=_ts(r["heartbeat_at"]),
+                stopping=bool(r["stop_requested"]),
+                current_jobs=(r["current_job"],) if r["current_job"] else (),
+                heartbeat_age_s=max(0.0, float(r["age_s"])),
+            )
+            for r in rows
+        ]
+
+    def request_stop(self, *, lease_ttl_s: float) -> list[str]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                Q["request_stop"], {"now": time.time(), "lease_s": lease_ttl_s}
+            ).fetchall()
+        return [r["id"] for r in rows]
+
+    def has_work(self, queues: Sequence[str]) -> bool:
+        with _translated():
+            row = (
+                self._conn()
+                .execute(Q["has_work"], {"now": time.time(), "queues": json.dumps(list(queues))})
+                .fetchone()
+            )
+        return bool(row["has_work"])
+
+    # --- settings and stats -------------------------------------------------------------------
+    def get_settings(self) -> dict[str, str]:
+        with _translated():
+            return {r["key"]: r["value"] for r in self._conn().execute(Q["get_settings"])}
+
+    def _policy(self, conn: sqlite3.Connection) -> models.Policy:
+        return config.policy_from_rows(
+            {r["key"]: r["value"] for r in conn.execute(Q["get_settings"])}
+        )
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._tx() as conn:
+            conn.execute(Q["set_setting"], {"key": key, "value": value, "now": time.time()})
+
+    def policy(self) -> models.Policy:
+        return config.policy_from_rows(self.get_settings())
+
+    def stats(self, *, lease_ttl_s: float) -> models.QueueStats:
+        with self._tx(write=False) as conn:
+            counts = conn.execute(Q["count_by_queue_state"]).fetchall()
+            workers = conn.execute(
+                Q["count_workers"], {"now": time.time(), "lease_s": lease_ttl_s}
+            ).fetchone()
+        return common.stats_from_counts(counts, workers["alive"], workers["busy"])
+
+
+def _timeout(requested: float | None, policy: models.Policy) -> float | None:
+    """None: the configured default; 0: explicitly no limit."""
+    if requested is None:
+        return policy.job_timeout_s
+    return requested or None
+
+
+def _statements(script: str) -> list[str]:
+    """Split a schema script on `;` at line ends (the schema has no `;` inside literals)."""
+    return [s.strip() for s in script.split(";\n") if s.strip() and not _only_comments(s)]
+
+
+def _only_comments(text: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in text.splitlines())

@@ -1,0 +1,156 @@
+-- Queries of the SQLite backend; postgres.sql defines the same names. Every write runs
+-- inside BEGIN IMMEDIATE (sqlite.py), which takes the database's one write lock up front.
+
+-- name: enqueue
+INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries,
+                           created_at, updated_at)
+VALUES (:id, :command, :queue, :priority, :run_at, :timeout_s, :max_retries, :now, :now);
+
+-- name: existing_ids
+SELECT id FROM queuectl_jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: jobs_by_ids
+SELECT * FROM queuectl_jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: claim
+-- Runs under BEGIN IMMEDIATE: no other connection can write between this SELECT and the
+-- UPDATEs that follow, so no two claimers can pick the same row.
+SELECT id FROM queuectl_jobs
+ WHERE state IN ('pending', 'failed') AND run_at <= :now
+ ORDER BY priority DESC, run_at, seq
+ LIMIT :limit;
+
+-- name: claim_queues
+SELECT id FROM queuectl_jobs
+ WHERE state IN ('pending', 'failed') AND run_at <= :now
+   AND queue IN (SELECT value FROM json_each(:queues))
+ ORDER BY priority DESC, run_at, seq
+ LIMIT :limit;
+
+-- name: claim_one
+UPDATE queuectl_jobs
+   SET state = 'processing', worker_id = :slot, host = :host,
+       attempts = attempts + 1, run_count = run_count + 1, lease_token = lease_token + 1,
+       lease_expires_at = :now + :lease_s, started_at = :now, finished_at = NULL,
+       exit_code = NULL, updated_at = :now
+ WHERE id = :id AND state IN ('pending', 'failed')
+RETURNING *;
+
+-- name: insert_run
+INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at)
+VALUES (:job_id, :attempt, :worker_id, :started_at);
+
+-- name: finish
+-- The lease token guard: a worker whose lease was recovered matches no row here.
+UPDATE queuectl_jobs
+   SET state = :state,
+       run_at = CASE WHEN :state IN ('failed', 'pending') THEN :now + :retry_s ELSE run_at END,
+       finished_at = :now, updated_at = :now, exit_code = :exit_code, last_error = :error,
+       lease_expires_at = NULL, cancel_requested = 0
+ WHERE id = :id AND lease_token = :token AND state = 'processing'
+RETURNING id, run_count;
+
+-- name: finish_run
+UPDATE queuectl_runs
+   SET finished_at = :now, exit_code = :exit_code, outcome = :outcome, error = :error,
+       output = CASE WHEN :output_bytes > 0 THEN :output ELSE output END,
+       output_bytes = max(output_bytes, :output_bytes)
+ WHERE job_id = :id AND attempt = :run_count;
+
+-- name: beat_workers
+INSERT INTO queuectl_workers (id, host, pid, queues, started_at, heartbeat_at, current_job)
+VALUES (:id, :host, :pid, :queues, :now, :now, :job)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = :now, current_job = excluded.current_job
+RETURNING id, stop_requested;
+
+-- name: beat_jobs
+UPDATE queuectl_jobs SET lease_expires_at = :now + :lease_s
+ WHERE id = :id AND lease_token = :token AND state = 'processing'
+RETURNING id, cancel_requested;
+
+-- name: beat_output
+UPDATE queuectl_runs SET output = :output, output_bytes = :bytes
+ WHERE job_id = :id AND attempt = :attempt AND finished_at IS NULL;
+
+-- name: expired_leases
+SELECT * FROM queuectl_jobs
+ WHERE state = 'processing' AND lease_expires_at < :now
+ ORDER BY lease_expires_at
+ LIMIT 100;
+
+-- name: forget_dead_workers
+DELETE FROM queuectl_workers WHERE heartbeat_at < :now - :lease_s;
+
+-- name: deregister_workers
+DELETE FROM queuectl_workers WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: list_workers
+SELECT w.*, :now - w.heartbeat_at AS age_s FROM queuectl_workers w
+ WHERE w.heartbeat_at >= :now - :lease_s
+ ORDER BY w.started_at, w.id;
+
+-- name: request_stop
+UPDATE queuectl_workers SET stop_requested = 1
+ WHERE heartbeat_at >= :now - :lease_s
+RETURNING id;
+
+-- name: get_job
+SELECT * FROM queuectl_jobs WHERE id = :id;
+
+-- name: list_jobs
+SELECT * FROM queuectl_jobs
+ WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+ ORDER BY seq DESC
+ LIMIT :limit;
+
+-- name: runs
+SELECT * FROM queuectl_runs WHERE job_id = :id ORDER BY attempt;
+
+-- name: cancel_now
+UPDATE queuectl_jobs
+   SET state = 'cancelled', updated_at = :now, finished_at = :now, last_error = 'cancelled'
+ WHERE id = :id
+RETURNING *;
+
+-- name: cancel_running
+UPDATE queuectl_jobs SET cancel_requested = 1, updated_at = :now
+ WHERE id = :id
+RETURNING *;
+
+-- name: retry
+-- dead and cancelled jobs start over with a fresh retry budget; a failed job keeps its
+-- attempts and only skips the rest of its backoff.
+UPDATE queuectl_jobs
+   SET state = 'pending', run_at = :now, updated_at = :now,
+       attempts = CASE WHEN state = 'failed' THEN attempts ELSE 0 END
+ WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING *;
+
+-- name: retry_all_dead
+UPDATE queuectl_jobs SET state = 'pending', run_at = :now, updated_at = :now, attempts = 0
+ WHERE state = 'dead';
+
+-- name: purge_dead
+DELETE FROM queuectl_jobs WHERE state = 'dead';
+
+-- name: has_work
+SELECT EXISTS (
+  SELECT 1 FROM queuectl_jobs
+   WHERE (state = 'failed' OR (state = 'pending' AND run_at <= :now))
+     AND (json_array_length(:queues) = 0
+          OR queue IN (SELECT value FROM json_each(:queues)))
+) AS has_work;
+
+-- name: get_settings
+SELECT key, value FROM queuectl_settings ORDER BY key;
+
+-- name: set_setting
+INSERT INTO queuectl_settings (key, value, updated_at) VALUES (:key, :value, :now)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at;
+
+-- name: count_by_queue_state
+SELECT queue, state, count(*) AS n FROM queuectl_jobs GROUP BY queue, state;
+
+-- name: count_workers
+SELECT count(*) AS alive, count(current_job) AS busy FROM queuectl_workers
+ WHERE heartbeat_at >= :now - :lease_s;

@@ -1,0 +1,68 @@
+-- Versioned migrations for SQLite (PRAGMA user_version), applied on first use.
+-- Times are REAL Unix seconds: one host, one clock, and cheap to compare and index.
+
+-- name: v1
+CREATE TABLE queuectl_jobs (
+  seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+  id               TEXT NOT NULL UNIQUE,
+  command          TEXT NOT NULL,
+  state            TEXT NOT NULL DEFAULT 'pending'
+                   CHECK (state IN ('pending', 'processing', 'completed', 'failed', 'dead',
+                                    'cancelled')),
+  queue            TEXT NOT NULL DEFAULT 'default',
+  priority         INTEGER NOT NULL DEFAULT 0,
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  run_count        INTEGER NOT NULL DEFAULT 0,
+  max_retries      INTEGER NOT NULL CHECK (max_retries >= 0),
+  timeout_s        REAL,
+  run_at           REAL NOT NULL,
+  created_at       REAL NOT NULL,
+  updated_at       REAL NOT NULL,
+  started_at       REAL,
+  finished_at      REAL,
+  worker_id        TEXT,
+  host             TEXT,
+  exit_code        INTEGER,
+  last_error       TEXT,
+  lease_token      INTEGER NOT NULL DEFAULT 0,
+  lease_expires_at REAL,
+  cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX queuectl_jobs_claim ON queuectl_jobs (priority DESC, run_at, seq)
+  WHERE state IN ('pending', 'failed');
+CREATE INDEX queuectl_jobs_claim_queue ON queuectl_jobs (queue, priority DESC, run_at, seq)
+  WHERE state IN ('pending', 'failed');
+CREATE INDEX queuectl_jobs_leases ON queuectl_jobs (lease_expires_at)
+  WHERE state = 'processing';
+CREATE INDEX queuectl_jobs_state_seq ON queuectl_jobs (state, seq);
+
+CREATE TABLE queuectl_runs (
+  job_id       TEXT NOT NULL REFERENCES queuectl_jobs (id) ON DELETE CASCADE,
+  attempt      INTEGER NOT NULL,
+  worker_id    TEXT,
+  started_at   REAL NOT NULL,
+  finished_at  REAL,
+  exit_code    INTEGER,
+  outcome      TEXT,
+  error        TEXT,
+  output       TEXT NOT NULL DEFAULT '',
+  output_bytes INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (job_id, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE queuectl_workers (
+  id             TEXT PRIMARY KEY,
+  host           TEXT NOT NULL,
+  pid            INTEGER NOT NULL,
+  queues         TEXT NOT NULL DEFAULT '[]',
+  started_at     REAL NOT NULL,
+  heartbeat_at   REAL NOT NULL,
+  stop_requested INTEGER NOT NULL DEFAULT 0,
+  current_job    TEXT
+);
+
+CREATE TABLE queuectl_settings (
+  key        TEXT PRIMARY KEY,
+  value      TEXT NOT NULL,
+  updated_at REAL NOT NULL
+);

@@ -1,0 +1,1 @@
+"""The typer CLI: the composition root (settings -> backend -> worker / output)."""

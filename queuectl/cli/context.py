@@ -1,0 +1,40 @@
+"""Per-invocation state: the global flags, the settings, and the lazily opened backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from queuectl import config
+
+if TYPE_CHECKING:
+    from queuectl.backends.base import Backend
+
+
+@dataclass
+class Context:
+    flags: dict[str, object] = field(default_factory=dict)
+    debug: bool = False
+    _settings: config.Settings | None = None
+    _backend: Backend | None = None
+
+    @property
+    def settings(self) -> config.Settings:
+        if self._settings is None:
+            self._settings = config.load_settings(self.flags)
+        return self._settings
+
+    def backend(self, *, pool_size: int = 0) -> Backend:
+        if self._backend is None:
+            from queuectl.backends import open_backend
+
+            self._backend = open_backend(self.settings.database_url, pool_size=pool_size)
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+
+CTX = Context()

@@ -1,0 +1,69 @@
+"""`queuectl dlq list | retry | purge`: the dead letter queue."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from queuectl import errors, models
+from queuectl.cli import output
+from queuectl.cli.context import CTX
+
+app = typer.Typer(
+    help="The dead letter queue: jobs that used up their retries.", no_args_is_help=True
+)
+
+
+@app.command("list")
+def list_dead(
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Dead jobs, newest first, with their last error."""
+    dead = CTX.backend().list_jobs(state=models.JobState.DEAD, queue=queue, limit=limit)
+    if as_json:
+        output.emit_json([j.to_json() for j in dead])
+        return
+    if not dead:
+        output.note("the DLQ is empty")
+        return
+    output.emit(
+        output.table(
+            ["id", "queue", "attempts", "died", "last error", "command"],
+            (
+                [
+                    j.id,
+                    j.queue,
+                    j.attempts,
+                    j.finished_at,
+                    output.one_line(j.last_error or "", 40),
+                    output.one_line(j.command, 40),
+                ]
+                for j in dead
+            ),
+        )
+    )
+
+
+@app.command()
+def retry(
+    job_ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead job.")] = False,
+) -> None:
+    """Move dead jobs back to pending with attempts reset to 0 (max_retries kept)."""
+    if bool(job_ids) == all_:
+        raise errors.UsageError("give job ids or --all")
+    backend = CTX.backend()
+    if all_:
+        output.emit(f"retrying {backend.retry_all_dead()} dead jobs")
+        return
+    for job in backend.retry(job_ids or [], dead_only=True):
+        output.emit(f"retrying {job.id}")
+
+
+@app.command()
+def purge() -> None:
+    """Delete every dead job and its attempts."""
+    output.emit(f"purged {CTX.backend().purge_dead()} dead jobs")

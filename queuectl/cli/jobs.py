@@ -1,0 +1,299 @@
+"""Job commands: enqueue, list, show, logs, cancel, retry, status."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from queuectl import errors, models
+from queuectl.cli import output, specs
+from queuectl.cli.context import CTX
+from queuectl.durations import format_duration
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+STATES = ", ".join(s.value for s in models.JobState)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (enqueue, list_jobs, show, logs, cancel, retry, status):
+        name = "list" if command is list_jobs else command.__name__
+        app.command(name)(command)
+
+
+def enqueue(
+    job: Annotated[
+        str | None,
+        typer.Argument(
+            help='The job as a JSON object with a "command"; `-` reads NDJSON from stdin.',
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="NDJSON file (one job object per line; `-` = stdin), enqueued in one transaction.",
+        ),
+    ] = None,
+    command: Annotated[
+        str | None, typer.Option("--command", "-c", help="Shell command (instead of JSON).")
+    ] = None,
+    queue: Annotated[str | None, typer.Option(help="Queue name [default: default].")] = None,
+    priority: Annotated[int | None, typer.Option(help="Higher runs first [default: 0].")] = None,
+    delay: Annotated[str | None, typer.Option(help="Run after this long: 30s, 5m, 2h.")] = None,
+    run_at: Annotated[str | None, typer.Option("--run-at", help="Run at (RFC 3339).")] = None,
+    timeout: Annotated[
+        str | None, typer.Option(help="Per-attempt limit: 30s, 5m; 0 = none [config job-timeout].")
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option("--max-retries", help="Retries after the first attempt [config max-retries]."),
+    ] = None,
+    job_id: Annotated[str | None, typer.Option("--id", help="Job id (default: generated).")] = None,
+) -> None:
+    """Add a job (or many, from NDJSON) and print it as JSON."""
+    flags = specs.Overrides(
+        id=job_id,
+        queue=queue,
+        priority=priority,
+        delay=delay,
+        run_at=run_at,
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+    sources = [s for s in (job, file, command) if s is not None]
+    if len(sources) != 1:
+        raise errors.UsageError("give exactly one of: a JSON job, --file F (or -), --command CMD")
+    if file is not None or job == "-":
+        path = file if file is not None else "-"
+        if flags.id is not None:
+            raise errors.UsageError("--id applies to one job; put ids in the NDJSON lines")
+        parsed = specs.parse_ndjson(_read_lines(path))
+        created = CTX.backend().enqueue([specs.apply_overrides(s, flags) for s in parsed])
+        for created_job in created:
+            output.emit_json(created_job.to_json())
+        output.note(f"enqueued {len(created)} jobs")
+        return
+    if command is not None:
+        spec = models.JobSpec(command=specs.check_command(command))
+    else:
+        assert job is not None
+        spec = specs.parse_json_arg(job)
+    (created_job,) = CTX.backend().enqueue([specs.apply_overrides(spec, flags)])
+    output.emit_json(created_job.to_json())
+
+
+def _read_lines(path: str) -> list[str]:
+    if path == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().splitlines()
+    except OSError as exc:
+        raise errors.UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise errors.UsageError(f"{path} is not UTF-8 text") from None
+
+
+def _state(value: str | None) -> models.JobState | None:
+    if value is None:
+        return None
+    try:
+        return models.JobState(value.lower())
+    except ValueError:
+        raise errors.UsageError(f"unknown state {value!r} (one of: {STATES})") from None
+
+
+def list_jobs(
+    state: Annotated[str | None, typer.Option(help=f"Only this state: {STATES}.")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many.")] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """List jobs, newest first."""
+    found = CTX.backend().list_jobs(state=_state(state), queue=queue, limit=limit)
+    if as_json:
+        output.emit_json([j.to_json() for j in found])
+        return
+    if not found:
+        output.note("no jobs")
+        return
+    now = models.utcnow()
+    output.emit(
+        output.table(
+            ["id", "state", "queue", "pri", "tries", "when", "command"],
+            (
+                [
+                    j.id,
+                    j.state,
+                    j.queue,
+                    j.priority,
+                    f"{j.attempts}/{j.max_retries + 1}",
+                    _when(j, now),
+                    output.one_line(j.command, 50),
+                ]
+                for j in found
+            ),
+        )
+    )
+
+
+def _when(job: models.Job, now: datetime) -> str:
+    if job.state in (models.JobState.PENDING, models.JobState.FAILED) and job.run_at > now:
+        return "runs " + output.ago(job.run_at, now)
+    if job.state is models.JobState.PROCESSING:
+        return "started " + output.ago(job.started_at, now)
+    return output.ago(job.finished_at or job.updated_at, now)
+
+
+def show(
+    job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False)],
+    as_json: JsonFlag = False,
+) -> None:
+    """A job with every attempt."""
+    backend = CTX.backend()
+    job = backend.get_job(job_id)
+    runs = backend.runs(job_id)
+    if as_json:
+        output.emit_json(job.to_json() | {"runs": [r.to_json() for r in runs]})
+        return
+    data = job.to_json()
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        output.emit(f"{key.ljust(width)}  {'-' if value is None else value}")
+    if runs:
+        output.emit()
+        output.emit(
+            output.table(
+                ["attempt", "worker", "started", "took", "exit", "outcome", "error"],
+                (
+                    [
+                        r.attempt,
+                        r.worker_id,
+                        r.started_at,
+                        None
+                        if r.finished_at is None
+                        else format_duration((r.finished_at - r.started_at).total_seconds()),
+                        r.exit_code,
+                        r.outcome or "running",
+                        r.error,
+                    ]
+                    for r in runs
+                ),
+            )
+        )
+
+
+def logs(
+    job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False)],
+    attempt: Annotated[
+        int | None, typer.Option(min=1, help="Attempt number (from 1; default: the latest).")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Stream a running job until it finishes.")
+    ] = False,
+) -> None:
+    """Captured stdout and stderr of an attempt."""
+    backend = CTX.backend()
+    printed = 0
+    try:
+        while True:
+            runs = backend.runs(job_id)
+            run = _pick_run(job_id, runs, attempt)
+            if run is not None:
+                # output_bytes counts everything written; only the new bytes are printed
+                new = run.output_bytes - printed
+                if new > 0:
+                    text = run.output if printed == 0 else run.output[-new:]
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                    printed = run.output_bytes
+            if not follow or (run is not None and run.finished_at is not None):
+                break
+            if run is None and backend.get_job(job_id).state in models.TERMINAL_STATES:
+                break
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        return
+    if run is None and not follow:
+        output.note(f"job {job_id} has not run yet")
+
+
+def _pick_run(job_id: str, runs: list[models.Run], attempt: int | None) -> models.Run | None:
+    if attempt is None:
+        return runs[-1] if runs else None
+    if attempt > len(runs):
+        if runs:
+            raise errors.NotFound(f"job {job_id} has {len(runs)} attempts, no attempt {attempt}")
+        return None
+    return runs[attempt - 1]
+
+
+def cancel(
+    job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False)],
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel a pending or failed job; a running one is killed by its worker."""
+    job = CTX.backend().cancel(job_id)
+    if as_json:
+        output.emit_json(job.to_json())
+    elif job.state is models.JobState.PROCESSING:
+        output.emit(f"cancel requested: {job.id} is running; its worker kills it within seconds")
+    else:
+        output.emit(f"cancelled {job.id}")
+
+
+def retry(
+    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", show_default=False)],
+    as_json: JsonFlag = False,
+) -> None:
+    """Run failed, dead or cancelled jobs again now (dead/cancelled start over at 0 attempts)."""
+    done = CTX.backend().retry(job_ids)
+    for job in done:
+        if as_json:
+            output.emit_json(job.to_json())
+        else:
+            output.emit(f"retrying {job.id}")
+
+
+def status(
+    as_json: JsonFlag = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every 2 s.")] = False,
+) -> None:
+    """Job counts per state and queue, live workers, DLQ size."""
+    backend = CTX.backend()
+    try:
+        while True:
+            stats = backend.stats(lease_ttl_s=CTX.settings.lease_ttl_s)
+            if watch and sys.stdout.isatty() and not as_json:
+                sys.stdout.write("\x1b[H\x1b[2J")
+            if as_json:
+                output.emit_json(stats.to_json())
+            else:
+                output.emit(_status_text(stats))
+            if not watch:
+                return
+            sys.stdout.flush()
+            time.sleep(2)
+    except KeyboardInterrupt:
+        return
+
+
+def _status_text(stats: models.QueueStats) -> str:
+    data = stats.to_json()
+    lines = [f"jobs: {data['total']}"]
+    lines += [f"  {state:<11} {n}" for state, n in data["jobs"].items()]
+    if stats.by_queue:
+        lines.append("queues:")
+        width = max(len(q) for q in stats.by_queue)
+        for queue, counts in stats.by_queue.items():
+            parts = " · ".join(f"{s} {counts[s]}" for s in models.JobState if s in counts)
+            lines.append(f"  {queue.ljust(width)}  {parts}")
+    lines.append(f"workers: {stats.workers} ({stats.busy_workers} busy)")
+    lines.append(f"dlq: {stats.dlq}")
+    return "\n".join(lines)

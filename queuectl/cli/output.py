@@ -1,0 +1,61 @@
+"""What the CLI prints: JSON to stdout, aligned tables, and errors as one stderr line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from queuectl import models
+from queuectl.durations import format_duration
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+
+
+def emit(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def note(text: str) -> None:
+    """Progress and hints: stderr, so stdout stays data."""
+    sys.stderr.write(text + "\n")
+
+
+def error_line(text: str) -> None:
+    sys.stderr.write(f"error: {text}\n")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return models.iso(value) or "-"
+    return str(value)
+
+
+def one_line(text: str, limit: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "-"
+    delta = (now - when).total_seconds()
+    return f"in {format_duration(-delta)}" if delta < 0 else f"{format_duration(delta)} ago"

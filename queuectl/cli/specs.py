@@ -1,0 +1,185 @@
+"""Turns enqueue input (a JSON object, NDJSON lines, flags) into validated JobSpecs."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from queuectl import errors, ids, models
+from queuectl.durations import parse_duration, parse_time
+
+MAX_COMMAND_BYTES = 64 * 1024
+INT32 = 2**31 - 1
+MAX_RETRIES_CAP = 1000
+VALID_QUEUE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+# accepted so job files written for other tools (or `show --json` output) load; they must
+# describe a fresh job, and are otherwise ignored
+_FRESH = {"state": "pending", "attempts": 0}
+_IGNORED = {"created_at", "updated_at"}
+_FIELDS = {"id", "command", "queue", "priority", "run_at", "delay", "timeout", "max_retries"}
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Field flags of `enqueue`; None means not given."""
+
+    id: str | None = None
+    queue: str | None = None
+    priority: int | None = None
+    delay: str | None = None
+    run_at: str | None = None
+    timeout: str | None = None
+    max_retries: int | None = None
+
+
+def parse_json_arg(text: str) -> models.JobSpec:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise errors.UsageError(f"malformed JSON: {exc.msg} at column {exc.colno}") from None
+    return spec_from_object(obj)
+
+
+def parse_ndjson(lines: Iterable[str]) -> list[models.JobSpec]:
+    specs = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            specs.append(spec_from_object(obj))
+        except json.JSONDecodeError as exc:
+            raise errors.UsageError(f"line {number}: malformed JSON: {exc.msg}") from None
+        except errors.UsageError as exc:
+            raise errors.UsageError(f"line {number}: {exc}") from None
+    if not specs:
+        raise errors.UsageError("no jobs in the input (expected one JSON object per line)")
+    return specs
+
+
+def spec_from_object(obj: object) -> models.JobSpec:
+    if not isinstance(obj, dict):
+        raise errors.UsageError('a job must be a JSON object with a "command"')
+    for key, value in obj.items():
+        if key in _FRESH and value != _FRESH[key]:
+            raise errors.UsageError(f"{key!r} can only be {_FRESH[key]!r} for a new job")
+        if key not in _FIELDS and key not in _FRESH and key not in _IGNORED:
+            raise errors.UsageError(
+                f"unknown field {key!r} (allowed: {', '.join(sorted(_FIELDS))})"
+            )
+    if "command" not in obj:
+        raise errors.UsageError('missing required field "command"')
+    if "run_at" in obj and "delay" in obj:
+        raise errors.UsageError('give "run_at" or "delay", not both')
+    return models.JobSpec(
+        command=check_command(obj["command"]),
+        id=None if obj.get("id") is None else check_id(obj["id"]),
+        queue=check_queue(obj.get("queue", "default")),
+        priority=check_int(obj.get("priority", 0), "priority", low=-INT32, high=INT32),
+        run_at=_run_at(obj),
+        timeout_s=_timeout(obj["timeout"]) if "timeout" in obj else None,
+        max_retries=None
+        if obj.get("max_retries") is None
+        else check_int(obj["max_retries"], "max_retries", low=0, high=MAX_RETRIES_CAP),
+    )
+
+
+def apply_overrides(spec: models.JobSpec, flags: Overrides) -> models.JobSpec:
+    changes: dict[str, Any] = {}
+    if flags.id is not None:
+        changes["id"] = check_id(flags.id)
+    if flags.queue is not None:
+        changes["queue"] = check_queue(flags.queue)
+    if flags.priority is not None:
+        changes["priority"] = check_int(flags.priority, "--priority", low=-INT32, high=INT32)
+    if flags.delay is not None and flags.run_at is not None:
+        raise errors.UsageError("give --delay or --run-at, not both")
+    if flags.delay is not None:
+        changes["run_at"] = _after(parse_duration(flags.delay, what="--delay"))
+    if flags.run_at is not None:
+        changes["run_at"] = parse_time(flags.run_at, what="--run-at")
+    if flags.timeout is not None:
+        changes["timeout_s"] = _timeout(flags.timeout)
+    if flags.max_retries is not None:
+        changes["max_retries"] = check_int(
+            flags.max_retries, "--max-retries", low=0, high=MAX_RETRIES_CAP
+        )
+    return replace(spec, **changes)
+
+
+def check_command(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise errors.UsageError('"command" must be a non-empty string')
+    if "\x00" in value:
+        raise errors.UsageError('"command" must not contain a NUL character')
+    size = len(value.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_COMMAND_BYTES:
+        raise errors.UsageError(f'"command" is {size} bytes; the limit is {MAX_COMMAND_BYTES}')
+    return value
+
+
+def check_id(value: object) -> str:
+    if not isinstance(value, str) or not ids.is_valid(value):
+        raise errors.UsageError(f"bad job id {value!r}: use 1-128 of A-Z a-z 0-9 . _ : -")
+    return value
+
+
+def check_queue(value: object) -> str:
+    if not isinstance(value, str) or not VALID_QUEUE.fullmatch(value):
+        raise errors.UsageError(f"bad queue name {value!r}: use 1-64 of A-Z a-z 0-9 . _ : -")
+    return value
+
+
+def check_int(value: object, name: str, *, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise errors.UsageError(f"{name} must be a whole number, not {json.dumps(value)}")
+    if not low <= value <= high:
+        raise errors.UsageError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _seconds(value: object, name: str) -> float:
+    if isinstance(value, bool):
+        raise errors.UsageError(f"{name} must be a number of seconds or a duration like 30s")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = parse_duration(value, what=name)
+    else:
+        raise errors.UsageError(f"{name} must be a number of seconds or a duration like 30s")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise errors.UsageError(f"{name} must not be negative")
+    return seconds
+
+
+def _timeout(value: object) -> float:
+    """0 (or null) stores 'no timeout' explicitly; the config default does not apply then."""
+    if value is None:
+        return 0.0
+    seconds = _seconds(value, "timeout")
+    if 0 < seconds < 0.001:
+        raise errors.UsageError("timeout must be at least 1ms (or 0 for none)")
+    return seconds
+
+
+def _run_at(obj: Mapping[str, Any]) -> datetime | None:
+    if obj.get("run_at") is not None:
+        if not isinstance(obj["run_at"], str):
+            raise errors.UsageError('"run_at" must be an RFC 3339 time string')
+        return parse_time(obj["run_at"], what="run_at")
+    if obj.get("delay") is not None:
+        return _after(_seconds(obj["delay"], "delay"))
+    return None
+
+
+def _after(seconds: float) -> datetime:
+    try:
+        return models.utcnow() + timedelta(seconds=seconds)
+    except OverflowError:
+        raise errors.UsageError("delay is too large") from None

@@ -1,0 +1,113 @@
+"""`queuectl worker start | stop | list`."""
+
+from __future__ import annotations
+
+import signal
+import time
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from queuectl import models
+from queuectl.cli import output
+from queuectl.cli.context import CTX
+
+app = typer.Typer(help="Run, stop and list workers.", no_args_is_help=True)
+
+
+@app.command()
+def start(
+    count: Annotated[
+        int, typer.Option("--count", "-n", min=1, max=256, help="Concurrent job slots.")
+    ] = 1,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="Serve only this queue (repeatable; default: all)."),
+    ] = None,
+    burst: Annotated[
+        bool, typer.Option("--burst", help="Exit once no job is due or waiting to retry.")
+    ] = False,
+) -> None:
+    """Run workers in the foreground until stopped (SIGTERM/SIGINT drain; twice kills)."""
+    from queuectl import logs
+    from queuectl.worker import Worker
+
+    settings = CTX.settings
+    logs.configure(fmt=settings.log_format, level=settings.log_level)
+    # slots + heartbeat + claim loop share a few connections: a fleet must not need thousands
+    backend = CTX.backend(pool_size=min(count, 4) + 2)
+    worker = Worker(backend, settings, count=count, queues=queue or ())
+    signals = 0
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            worker.stop()
+        else:
+            worker.force_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.run(burst=burst)
+
+
+@app.command()
+def stop(
+    timeout: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for the workers to exit.")
+    ] = 120.0,
+) -> None:
+    """Ask every live worker (any host) to finish its jobs and exit; wait until they did."""
+    backend = CTX.backend()
+    ttl = CTX.settings.lease_ttl_s
+    asked = set(backend.request_stop(lease_ttl_s=ttl))
+    if not asked:
+        output.note("no workers running")
+        return
+    output.note(f"asked {len(asked)} workers to stop; waiting for them to finish their jobs")
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = asked & {w.id for w in backend.list_workers(lease_ttl_s=ttl)}
+        if not alive:
+            output.note("all workers stopped")
+            return
+        if time.monotonic() >= deadline:
+            output.error_line(f"{len(alive)} workers still running after {timeout:g}s")
+            raise typer.Exit(1)
+        time.sleep(0.25)
+
+
+@app.command("list")
+def list_workers(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Live workers: id, host, pid, queues, current job, heartbeat age."""
+    found = CTX.backend().list_workers(lease_ttl_s=CTX.settings.lease_ttl_s)
+    if as_json:
+        output.emit_json([w.to_json() for w in found])
+        return
+    if not found:
+        output.note("no workers running")
+        return
+    output.emit(
+        output.table(
+            ["id", "host", "pid", "queues", "state", "job", "beat"],
+            (
+                [
+                    w.id,
+                    w.host,
+                    w.pid,
+                    ",".join(w.queues) or "*",
+                    w.to_json()["state"],
+                    ",".join(w.current_jobs) or None,
+                    f"{w.heartbeat_age_s or 0:.1f}s ago",
+                ]
+                for w in found
+            ),
+        )
+    )
+
+
+__all__ = ["app", "models"]

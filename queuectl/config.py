@@ -1,0 +1,242 @@
+"""Settings: process settings (defaults < TOML file < QUEUECTL_* env < flags) and the
+validated queue-policy keys that live in the database so every worker shares them."""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from queuectl import errors, models
+from queuectl.durations import parse_duration
+
+
+def default_db_url(environ: Mapping[str, str]) -> str:
+    """A SQLite file in the user data dir, so every terminal of a user sees the same queue."""
+    base = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME", "~")) / ".local/share")
+    return f"sqlite:///{Path(base).expanduser() / 'queuectl' / 'queuectl.db'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How this process connects and behaves; queue policy is in `Policy` (the database)."""
+
+    database_url: str
+    lease_ttl_s: float = 10.0  # a lost worker's job is recovered this long after its last beat
+    heartbeat_s: float = 2.0  # leases are renewed this often: 5 beats fit in one lease
+    recovery_every_s: float = 2.0  # every worker process sweeps expired leases this often
+    poll_interval_s: float = 1.0  # the longest an idle worker waits before looking again
+    kill_grace_s: float = 5.0  # SIGTERM -> SIGKILL for timed-out or cancelled jobs
+    log_format: str = "auto"
+    log_level: str = "info"
+
+
+_ENV = {
+    "database_url": "QUEUECTL_DATABASE_URL",
+    "lease_ttl_s": "QUEUECTL_LEASE_TTL",
+    "heartbeat_s": "QUEUECTL_HEARTBEAT",
+    "recovery_every_s": "QUEUECTL_RECOVERY_EVERY",
+    "poll_interval_s": "QUEUECTL_POLL_INTERVAL",
+    "kill_grace_s": "QUEUECTL_KILL_GRACE",
+    "log_format": "QUEUECTL_LOG_FORMAT",
+    "log_level": "QUEUECTL_LOG_LEVEL",
+}
+_TOML_KEYS = {name: name.removesuffix("_s").replace("_", "-") for name in _ENV}
+
+
+def load_settings(
+    flags: Mapping[str, object],
+    *,
+    environ: Mapping[str, str] = os.environ,
+    path: Path | None = None,
+) -> Settings:
+    """Defaults < TOML file < QUEUECTL_* env < CLI flags (a None flag means 'not given')."""
+    explicit = path is not None or "QUEUECTL_CONFIG" in environ
+    path = path or Path(environ.get("QUEUECTL_CONFIG", "queuectl.toml"))
+    merged: dict[str, tuple[object, str]] = {"database_url": (default_db_url(environ), "default")}
+    for name, value in _read_toml(path, explicit=explicit).items():
+        merged[name] = (value, str(path))
+    for name, var in _ENV.items():
+        if var in environ:
+            merged[name] = (environ[var], var)
+    for name, value in flags.items():
+        if value is not None:
+            merged[name] = (value, "flag")
+    return _build(merged)
+
+
+def _read_toml(path: Path, *, explicit: bool) -> dict[str, object]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        if explicit:
+            raise errors.ConfigError(f"config file {path} does not exist") from None
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise errors.ConfigError(f"config file {path}: {exc}") from None
+    by_key = {v: k for k, v in _TOML_KEYS.items()} | {"database-url": "database_url"}
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        if key not in by_key:
+            raise errors.ConfigError(f"config file {path}: unknown key {key!r}")
+        out[by_key[key]] = value
+    return out
+
+
+def _build(merged: Mapping[str, tuple[object, str]]) -> Settings:
+    kwargs: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name not in merged:
+            continue
+        value, source = merged[f.name]
+        if f.name.endswith("_s"):
+            seconds = parse_duration(str(value), what=f"{_TOML_KEYS[f.name]} (from {source})")
+            if seconds <= 0:
+                raise errors.ConfigError(f"{_TOML_KEYS[f.name]} (from {source}) must be > 0")
+            kwargs[f.name] = seconds
+        else:
+            kwargs[f.name] = str(value)
+    if kwargs.get("log_format", "auto") not in {"auto", "console", "json"}:
+        raise errors.ConfigError("log-format must be one of auto, console, json")
+    return Settings(**kwargs)
+
+
+# --- queue policy: `queuectl config set/get/list`, stored in the database -----------------
+
+
+def _int_at_least(low: int) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise ValueError(f"must be >= {low}")
+        return value
+
+    return parse
+
+
+def _number(
+    low: float, high: float = math.inf, *, open_low: bool = False
+) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (open_low and value == low) or value > high:
+            bound = f"> {low:g}" if open_low else f">= {low:g}"
+            raise ValueError(f"must be {bound}" + (f" and <= {high:g}" if high < math.inf else ""))
+        return value
+
+    return parse
+
+
+def _seconds(*, nullable: bool) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        if nullable and text.strip().lower() in {"none", "null", "0", ""}:
+            return None
+        seconds = parse_duration(text, what="value")
+        if seconds <= 0:
+            raise ValueError("must be > 0")
+        return seconds
+
+    return parse
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyKey:
+    key: str
+    attr: str  # the models.Policy field
+    parse: Callable[[str], object]
+    help: str
+
+
+POLICY_KEYS: dict[str, PolicyKey] = {
+    k.key: k
+    for k in (
+        PolicyKey(
+            "max-retries",
+            "max_retries",
+            _int_at_least(0),
+            "retries after the first attempt; snapshotted on each job at enqueue",
+        ),
+        PolicyKey(
+            "backoff-base",
+            "backoff_base",
+            _number(1.0),
+            "retry delay = backoff-base ^ attempts seconds, read when a failure happens",
+        ),
+        PolicyKey(
+            "backoff-max",
+            "backoff_max_s",
+            _seconds(nullable=False),
+            "cap on one retry delay (seconds or 30s/5m/1h)",
+        ),
+        PolicyKey(
+            "backoff-jitter",
+            "backoff_jitter",
+            _number(0.0, 1.0),
+            "random spread of each delay as a fraction (0 = exact)",
+        ),
+        PolicyKey(
+            "job-timeout",
+            "job_timeout_s",
+            _seconds(nullable=True),
+            "default wall-clock limit of one attempt (none = no limit)",
+        ),
+        PolicyKey(
+            "output-limit",
+            "output_limit",
+            _int_at_least(1024),
+            "bytes of each attempt's output kept (the tail)",
+        ),
+    )
+}
+
+
+def policy_key(key: str) -> PolicyKey:
+    spec = POLICY_KEYS.get(key)
+    if spec is None:
+        raise errors.UsageError(
+            f"unknown config key {key!r} (known: {', '.join(sorted(POLICY_KEYS))})"
+        )
+    return spec
+
+
+def parse_policy_value(key: str, text: str) -> object:
+    """The typed value for `config set`; UsageError naming the key on bad input."""
+    spec = policy_key(key)
+    try:
+        return spec.parse(text)
+    except (ValueError, errors.UsageError) as exc:
+        raise errors.UsageError(f"bad value for {key}: {exc}") from None
+
+
+def policy_from_rows(rows: Mapping[str, str]) -> models.Policy:
+    """Stored text values over the defaults; a value that no longer parses is ignored."""
+    policy = models.Policy()
+    changes: dict[str, object] = {}
+    for key, text in rows.items():
+        spec = POLICY_KEYS.get(key)
+        if spec is None:
+            continue
+        try:
+            changes[spec.attr] = spec.parse(text)
+        except (ValueError, errors.UsageError):
+            continue
+    return policy.replace(**changes)
+
+
+def policy_text(value: object) -> str:
+    """How a typed policy value is stored and printed."""
+    if value is None:
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

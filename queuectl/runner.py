@@ -1,0 +1,217 @@
+"""Runs one shell command: its own process group, a timeout, an output tail, kills."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from queuectl import models
+
+TRUNCATION_MARK = "[queuectl: output truncated: {dropped} of {total} bytes dropped, tail follows]\n"
+SHELL = "/bin/sh"
+
+
+class Runner:
+    """One attempt of one job. `start()`, then `wait()` in the job's thread; `kill()` from any
+    thread (timeout, cancel, lost lease, forced shutdown) ends the whole process group."""
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        env: Mapping[str, str],
+        timeout_s: float | None,
+        kill_grace_s: float,
+        output_limit: int,
+    ) -> None:
+        self.command = command
+        self.env = dict(env)
+        self.timeout_s = timeout_s
+        self.kill_grace_s = kill_grace_s
+        self.output_limit = output_limit
+        self._out = tempfile.TemporaryFile(prefix="queuectl-")  # noqa: SIM115 (closed in wait)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._kill_reason: models.OutcomeKind | None = None
+        self._kill_deadline: float | None = None
+        self._last_size = -1
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> str | None:
+        """Spawn the command; an error text when it could not even start."""
+        try:
+            # shell=False with an explicit /bin/sh -c: the command string is the user's program
+            self._proc = subprocess.Popen(
+                [SHELL, "-c", self.command],
+                stdin=subprocess.DEVNULL,
+                stdout=self._out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,  # own process group: a kill reaches every child
+                close_fds=True,
+            )
+        except OSError as exc:
+            return f"could not start {SHELL}: {exc}"
+        return None
+
+    def wait(
+        self, *, on_tick: Callable[[], None] | None = None, tick_s: float = 0.5
+    ) -> models.Outcome:
+        started = time.monotonic()
+        deadline = None if self.timeout_s is None else started + self.timeout_s
+        proc = self._proc
+        assert proc is not None, "start() first"
+        while True:
+            now = time.monotonic()
+            waits = [tick_s]
+            if deadline is not None and self._kill_reason is None:
+                waits.append(max(0.0, deadline - now))
+            if self._kill_deadline is not None:
+                waits.append(max(0.0, self._kill_deadline - now))
+            try:
+                code = proc.wait(timeout=max(0.01, min(waits)))
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if deadline is not None and now >= deadline and self._kill_reason is None:
+                self.kill(models.OutcomeKind.TIMED_OUT)
+            if self._kill_deadline is not None and now >= self._kill_deadline:
+                self._signal(signal.SIGKILL)
+                self._kill_deadline = None
+            if on_tick is not None:
+                on_tick()
+        if self._kill_reason is not None:
+            self._signal(signal.SIGKILL)  # stragglers the shell left behind in its group
+        output, total = self.output()
+        self._out.close()
+        return self._outcome(code, output, total, time.monotonic() - started)
+
+    def kill(self, reason: models.OutcomeKind) -> None:
+        """SIGTERM to the group now, SIGKILL after the grace period (checked by wait())."""
+        with self._lock:
+            if self._kill_reason is not None:
+                return
+            self._kill_reason = reason
+            self._kill_deadline = time.monotonic() + self.kill_grace_s
+        self._signal(signal.SIGTERM)
+
+    def force_kill(self, reason: models.OutcomeKind) -> None:
+        with self._lock:
+            if self._kill_reason is None:
+                self._kill_reason = reason
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, sig)
+
+    def output(self) -> tuple[str, int]:
+        """The captured tail (with a truncation mark when cut) and the total bytes written."""
+        fd = self._out.fileno()
+        total = os.fstat(fd).st_size
+        start = max(0, total - self.output_limit)
+        data = os.pread(fd, total - start, start)
+        text = data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+        if start:
+            if text and data[:1] and (data[0] & 0xC0) == 0x80:
+                text = text.lstrip("\ufffd")  # the cut landed inside a multi-byte character
+            text = TRUNCATION_MARK.format(dropped=start, total=total) + text
+        return text, total
+
+    def output_if_changed(self) -> tuple[str, int] | None:
+        """For heartbeats: the output so far, or None when nothing was written since."""
+        if self._out.closed:
+            return None
+        size = os.fstat(self._out.fileno()).st_size
+        if size == self._last_size:
+            return None
+        self._last_size = size
+        return self.output()
+
+    def _outcome(self, code: int, output: str, total: int, duration: float) -> models.Outcome:
+        kind, error = _classify(code, self._kill_reason, self.timeout_s)
+        return models.Outcome(
+            kind=kind,
+            exit_code=code,
+            error=error,
+            output=output,
+            output_bytes=total,
+            duration_s=duration,
+        )
+
+
+def _classify(
+    code: int, killed: models.OutcomeKind | None, timeout_s: float | None
+) -> tuple[models.OutcomeKind, str | None]:
+    if killed is models.OutcomeKind.TIMED_OUT:
+        return killed, f"timed out after {timeout_s:g}s"
+    if killed is models.OutcomeKind.CANCELLED:
+        return killed, "cancelled"
+    if killed is models.OutcomeKind.INTERRUPTED:
+        return killed, "interrupted: worker shut down"
+    if killed is models.OutcomeKind.LOST:
+        return killed, "lease lost"
+    if code == 0:
+        return models.OutcomeKind.SUCCEEDED, None
+    if code == 127:
+        return models.OutcomeKind.FAILED, "command not found (exit code 127)"
+    if code == 126:
+        return models.OutcomeKind.FAILED, "command not executable (exit code 126)"
+    if code < 0:
+        return models.OutcomeKind.FAILED, f"killed by signal {signal.Signals(-code).name}"
+    return models.OutcomeKind.FAILED, f"exit code {code}"
+
+
+def spawn_failure(error: str) -> models.Outcome:
+    return models.Outcome(models.OutcomeKind.FAILED, exit_code=None, error=error)
+
+
+def job_env(job: models.Job, base: Mapping[str, str]) -> dict[str, str]:
+    """The job's environment: the worker's, plus who it is (DESIGN.md §4)."""
+    return {
+        **base,
+        "QUEUECTL_JOB_ID": job.id,
+        "QUEUECTL_ATTEMPT": str(job.attempts),
+        "QUEUECTL_QUEUE": job.queue,
+        # lets a recovering worker on this host find the orphaned processes of this run
+        "QUEUECTL_LEASE": f"{job.id}#{job.lease_token}",
+    }
+
+
+def kill_orphans(job: models.Job, host: str | None, *, this_host: str) -> int:
+    """SIGKILL every process group still running this job's lost run on this host; the
+    count of groups. Elsewhere (another host) nothing can be done from here."""
+    if host != this_host:
+        return 0
+    marker = f"QUEUECTL_LEASE={job.id}#{job.lease_token}".encode()
+    own = os.getpgrp()
+    groups: set[int] = set()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            if marker in environ.split(b"\0"):
+                groups.add(os.getpgid(int(entry.name)))
+        except (OSError, ProcessLookupError):
+            continue
+    groups.discard(own)
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    return len(groups)
