@@ -37,7 +37,7 @@ def postgres_url() -> Iterator[str]:
         yield url
         return
     try:
-        from testcontainers.postgres import PostgresContainer
+        from testcontainers.community.postgres import PostgresContainer
 
         pg = PostgresContainer("postgres:16-alpine", driver=None).start()
     except Exception as exc:  # no Docker daemon, or testcontainers not installed
