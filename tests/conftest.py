@@ -66,8 +66,11 @@ def _admin(url: str, *statements: str) -> None:
 @pytest.fixture(scope="session")
 def pg_template(postgres_url: str) -> str:
     """A migrated template database; each test clones it (fast, and fully isolated)."""
-    _admin(postgres_url, f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)",
-           f"CREATE DATABASE {TEMPLATE_DB}")
+    _admin(
+        postgres_url,
+        f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)",
+        f"CREATE DATABASE {TEMPLATE_DB}",
+    )
     url = _with_db(postgres_url, TEMPLATE_DB)
     backend = open_backend(url)
     try:
@@ -108,6 +111,7 @@ class Cli:
     def __init__(self, url: str, cwd: Path) -> None:
         self.url = url
         self.cwd = cwd
+        self._logs: dict[int, Path] = {}
 
     def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, "QUEUECTL_DATABASE_URL": self.url, **extra}
@@ -134,15 +138,24 @@ class Cli:
         created: dict[str, Any] = self.json("enqueue", json.dumps(job), *flags)
         return created
 
-    def popen(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "queuectl", *args],
-            env=self.env(**env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=self.cwd,
-        )
+    def popen(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        """A long-running command (a worker); its output goes to a file, since an unread
+        pipe would block it once full. `log(proc)` reads that file."""
+        path = self.cwd / f"proc-{len(self._logs)}.log"
+        with open(path, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "queuectl", *args],
+                env=self.env(**env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.cwd,
+            )
+        self._logs[proc.pid] = path
+        return proc
+
+    def log(self, proc: subprocess.Popen[bytes]) -> str:
+        return self._logs[proc.pid].read_text(errors="replace")
 
 
 @pytest.fixture

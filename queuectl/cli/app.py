@@ -8,6 +8,7 @@ import traceback
 from typing import Annotated
 
 import typer
+from typer._click.exceptions import ClickException
 
 from queuectl import __version__, errors
 from queuectl.cli import dlq, jobs, settings_cmd, workers
@@ -63,7 +64,16 @@ def main() -> None:
     """Console-script entry: every QueuectlError becomes one stderr line and its exit code."""
     code = 0
     try:
-        app()
+        result = app(standalone_mode=False)
+        code = result if isinstance(result, int) else 0  # typer.Exit(n) comes back as n
+    except ClickException as exc:
+        # usage errors as one line too (typer's default is a multi-line box)
+        hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
+        if message := exc.format_message():  # empty after no_args_is_help printed the help
+            error_line(message + hint)
+        code = exc.exit_code
+    except typer.Abort:
+        code = 130
     except errors.QueuectlError as exc:
         if CTX.debug:
             traceback.print_exc()
