@@ -94,7 +94,10 @@ def _build(merged: Mapping[str, tuple[object, str]]) -> Settings:
             continue
         value, source = merged[f.name]
         if f.name.endswith("_s"):
-            seconds = parse_duration(str(value), what=f"{_TOML_KEYS[f.name]} (from {source})")
+            try:
+                seconds = parse_duration(str(value), what=f"{_TOML_KEYS[f.name]} (from {source})")
+            except errors.UsageError as exc:
+                raise errors.ConfigError(str(exc)) from None
             if seconds <= 0:
                 raise errors.ConfigError(f"{_TOML_KEYS[f.name]} (from {source}) must be > 0")
             kwargs[f.name] = seconds
@@ -102,13 +105,15 @@ def _build(merged: Mapping[str, tuple[object, str]]) -> Settings:
             kwargs[f.name] = str(value)
     if kwargs.get("log_format", "auto") not in {"auto", "console", "json"}:
         raise errors.ConfigError("log-format must be one of auto, console, json")
+    if kwargs.get("log_level", "info") not in {"debug", "info", "warning", "error"}:
+        raise errors.ConfigError("log-level must be one of debug, info, warning, error")
     return Settings(**kwargs)
 
 
 # --- queue policy: `queuectl config set/get/list`, stored in the database -----------------
 
 
-def _int_at_least(low: int) -> Callable[[str], object]:
+def _int_at_least(low: int, *, high: int | None = None) -> Callable[[str], object]:
     def parse(text: str) -> object:
         try:
             value = int(text.strip())
@@ -116,6 +121,8 @@ def _int_at_least(low: int) -> Callable[[str], object]:
             raise ValueError(f"{text!r} is not a whole number") from None
         if value < low:
             raise ValueError(f"must be >= {low}")
+        if high is not None and value > high:
+            raise ValueError(f"must be <= {high}")
         return value
 
     return parse
@@ -139,11 +146,13 @@ def _number(
 
 def _seconds(*, nullable: bool) -> Callable[[str], object]:
     def parse(text: str) -> object:
-        if nullable and text.strip().lower() in {"none", "null", "0", ""}:
+        if nullable and text.strip().lower() in {"none", "null", ""}:
             return None
         seconds = parse_duration(text, what="value")
-        if seconds <= 0:
-            raise ValueError("must be > 0")
+        if nullable and seconds == 0:
+            return None  # 0 means no limit
+        if seconds < 0.001:
+            raise ValueError("must be at least 1ms")
         return seconds
 
     return parse
@@ -163,7 +172,7 @@ POLICY_KEYS: dict[str, PolicyKey] = {
         PolicyKey(
             "max-retries",
             "max_retries",
-            _int_at_least(0),
+            _int_at_least(0, high=1000),
             "retries after the first attempt; snapshotted on each job at enqueue",
         ),
         PolicyKey(
@@ -237,6 +246,7 @@ def policy_text(value: object) -> str:
     """How a typed policy value is stored and printed."""
     if value is None:
         return "none"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, float):
+        # fixed notation: "1e-05" would not parse back as a duration
+        return str(int(value)) if value.is_integer() else f"{value:.6f}".rstrip("0").rstrip(".")
     return str(value)

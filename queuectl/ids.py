@@ -1,4 +1,4 @@
-"""Job ids: short, unique, time-sortable (48-bit ms clock + 40 random bits, Crockford base32)."""
+"""Job ids: short, unique, time-sortable (48-bit ms clock + 30-bit counter, Crockford base32)."""
 
 import re
 import secrets
@@ -27,8 +27,11 @@ def new_id() -> str:
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last_ms:
-            # same (or a stepped-back) millisecond: count up so order and uniqueness hold
-            ms, rand = _last_ms, (_last_rand + 1) % (1 << 30)
+            # same (or a stepped-back) millisecond: count up so order and uniqueness hold;
+            # past the counter's end, borrow the next millisecond
+            ms, rand = _last_ms, _last_rand + 1
+            if rand >= 1 << 30:
+                ms, rand = ms + 1, 0
         else:
             rand = secrets.randbits(30)
         _last_ms, _last_rand = ms, rand

@@ -25,4 +25,4 @@ def delay_for(
         # jitter spreads a thundering herd of retries; the default 0 keeps the formula exact
         spread = seconds * policy.backoff_jitter
         seconds = max(0.0, seconds + (rng or random).uniform(-spread, spread))
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=min(seconds, policy.backoff_max_s))

@@ -61,6 +61,7 @@ class Runner:
                 close_fds=True,
             )
         except OSError as exc:
+            self._out.close()
             return f"could not start {SHELL}: {exc}"
         return None
 

@@ -232,7 +232,6 @@ class PostgresBackend:
         *,
         lease_ttl_s: float,
     ) -> models.WorkerControl:
-        current = {r.job.worker_id: r.job.id for r in running}
         stop = False
         renewed: dict[str, bool] = {}
         with self._tx() as cur:
@@ -245,7 +244,6 @@ class PostgresBackend:
                         "pid": first.pid,
                         "queues": list(first.queues),
                         "ids": [w.id for w in workers],
-                        "jobs": [current.get(w.id, "") for w in workers],
                     },
                 )
                 stop = any(r["stop_requested"] for r in cur.fetchall())
@@ -310,7 +308,7 @@ class PostgresBackend:
                     started_at=r["started_at"],
                     heartbeat_at=r["heartbeat_at"],
                     stopping=r["stop_requested"],
-                    current_jobs=(r["current_job"],) if r["current_job"] else (),
+                    current_jobs=tuple(r["current_jobs"]),
                     heartbeat_age_s=float(r["age_s"]),
                 )
                 for r in cur.fetchall()

@@ -95,11 +95,9 @@ WITH done AS (
 SELECT id FROM done;
 
 -- name: beat_workers
-INSERT INTO queuectl_workers (id, host, pid, queues, current_job)
-SELECT u.id, %(host)s, %(pid)s, %(queues)s::text[], NULLIF(u.job, '')
-  FROM unnest(%(ids)s::text[], %(jobs)s::text[]) AS u(id, job)
-ON CONFLICT (id) DO UPDATE
-   SET heartbeat_at = now(), current_job = EXCLUDED.current_job
+INSERT INTO queuectl_workers (id, host, pid, queues)
+SELECT u.id, %(host)s, %(pid)s, %(queues)s::text[] FROM unnest(%(ids)s::text[]) AS u(id)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
 RETURNING id, stop_requested;
 
 -- name: beat_jobs
@@ -132,7 +130,12 @@ DELETE FROM queuectl_workers
 DELETE FROM queuectl_workers WHERE id = ANY(%(ids)s);
 
 -- name: list_workers
-SELECT w.*, extract(epoch FROM now() - w.heartbeat_at) AS age_s FROM queuectl_workers w
+-- Current jobs come from the jobs table (exact at any moment), not from the last heartbeat.
+SELECT w.*, extract(epoch FROM now() - w.heartbeat_at) AS age_s,
+       ARRAY(SELECT j.id FROM queuectl_jobs j
+              WHERE j.state = 'processing' AND j.worker_id = w.id
+              ORDER BY j.started_at) AS current_jobs
+  FROM queuectl_workers w
  WHERE w.heartbeat_at >= now() - make_interval(secs => %(lease_s)s)
  ORDER BY w.started_at, w.id;
 
@@ -203,5 +206,9 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
 SELECT queue, state, count(*) AS n FROM queuectl_jobs GROUP BY queue, state;
 
 -- name: count_workers
-SELECT count(*) AS alive, count(current_job) AS busy FROM queuectl_workers
- WHERE heartbeat_at >= now() - make_interval(secs => %(lease_s)s);
+SELECT count(*) AS alive,
+       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM queuectl_jobs j
+                                       WHERE j.state = 'processing' AND j.worker_id = w.id))
+         AS busy
+  FROM queuectl_workers w
+ WHERE w.heartbeat_at >= now() - make_interval(secs => %(lease_s)s);

@@ -36,6 +36,7 @@ CREATE INDEX queuectl_jobs_claim_queue ON queuectl_jobs (queue, priority DESC, r
   WHERE state IN ('pending', 'failed');
 CREATE INDEX queuectl_jobs_leases ON queuectl_jobs (lease_expires_at)
   WHERE state = 'processing';
+CREATE INDEX queuectl_jobs_running ON queuectl_jobs (worker_id) WHERE state = 'processing';
 CREATE INDEX queuectl_jobs_state_seq ON queuectl_jobs (state, seq);
 CREATE INDEX queuectl_jobs_seq ON queuectl_jobs (seq);
 
@@ -60,8 +61,7 @@ CREATE TABLE queuectl_workers (
   queues         text[] NOT NULL DEFAULT '{}',
   started_at     timestamptz NOT NULL DEFAULT now(),
   heartbeat_at   timestamptz NOT NULL DEFAULT now(),
-  stop_requested boolean NOT NULL DEFAULT false,
-  current_job    text
+  stop_requested boolean NOT NULL DEFAULT false
 );
 
 CREATE TABLE queuectl_settings (

@@ -53,8 +53,13 @@ class SqliteBackend:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        with _translated():
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.BackendUnavailable(
+                f"cannot create {path.parent}: {exc.strerror}"
+            ) from None
+        with _translated():
             conn = self._conn()
             if conn.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
                 self.migrate()
@@ -268,7 +273,6 @@ class SqliteBackend:
         *,
         lease_ttl_s: float,
     ) -> models.WorkerControl:
-        current = {r.job.worker_id: r.job.id for r in running}
         stop = False
         renewed: dict[str, bool] = {}
         with self._tx() as conn:
@@ -282,7 +286,6 @@ class SqliteBackend:
                         "pid": w.pid,
                         "queues": json.dumps(w.queues),
                         "now": now,
-                        "job": current.get(w.id),
                     },
                 ).fetchone()
                 stop = stop or bool(row["stop_requested"])
@@ -353,7 +356,7 @@ class SqliteBackend:
                 started_at=_ts(r["started_at"]),
                 heartbeat_at=_ts(r["heartbeat_at"]),
                 stopping=bool(r["stop_requested"]),
-                current_jobs=(r["current_job"],) if r["current_job"] else (),
+                current_jobs=tuple(json.loads(r["current_jobs"])),
                 heartbeat_age_s=max(0.0, float(r["age_s"])),
             )
             for r in rows

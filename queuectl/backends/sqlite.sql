@@ -58,9 +58,9 @@ UPDATE queuectl_runs
  WHERE job_id = :id AND attempt = :run_count;
 
 -- name: beat_workers
-INSERT INTO queuectl_workers (id, host, pid, queues, started_at, heartbeat_at, current_job)
-VALUES (:id, :host, :pid, :queues, :now, :now, :job)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = :now, current_job = excluded.current_job
+INSERT INTO queuectl_workers (id, host, pid, queues, started_at, heartbeat_at)
+VALUES (:id, :host, :pid, :queues, :now, :now)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = :now
 RETURNING id, stop_requested;
 
 -- name: beat_jobs
@@ -85,7 +85,11 @@ DELETE FROM queuectl_workers WHERE heartbeat_at < :now - :lease_s;
 DELETE FROM queuectl_workers WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: list_workers
-SELECT w.*, :now - w.heartbeat_at AS age_s FROM queuectl_workers w
+-- Current jobs come from the jobs table (exact at any moment), not from the last heartbeat.
+SELECT w.*, :now - w.heartbeat_at AS age_s,
+       (SELECT json_group_array(j.id) FROM queuectl_jobs j
+         WHERE j.state = 'processing' AND j.worker_id = w.id) AS current_jobs
+  FROM queuectl_workers w
  WHERE w.heartbeat_at >= :now - :lease_s
  ORDER BY w.started_at, w.id;
 
@@ -152,5 +156,8 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.up
 SELECT queue, state, count(*) AS n FROM queuectl_jobs GROUP BY queue, state;
 
 -- name: count_workers
-SELECT count(*) AS alive, count(current_job) AS busy FROM queuectl_workers
- WHERE heartbeat_at >= :now - :lease_s;
+SELECT count(*) AS alive,
+       coalesce(sum(EXISTS (SELECT 1 FROM queuectl_jobs j
+                             WHERE j.state = 'processing' AND j.worker_id = w.id)), 0) AS busy
+  FROM queuectl_workers w
+ WHERE w.heartbeat_at >= :now - :lease_s;

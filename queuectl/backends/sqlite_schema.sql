@@ -34,6 +34,7 @@ CREATE INDEX queuectl_jobs_claim_queue ON queuectl_jobs (queue, priority DESC, r
   WHERE state IN ('pending', 'failed');
 CREATE INDEX queuectl_jobs_leases ON queuectl_jobs (lease_expires_at)
   WHERE state = 'processing';
+CREATE INDEX queuectl_jobs_running ON queuectl_jobs (worker_id) WHERE state = 'processing';
 CREATE INDEX queuectl_jobs_state_seq ON queuectl_jobs (state, seq);
 
 CREATE TABLE queuectl_runs (
@@ -57,8 +58,7 @@ CREATE TABLE queuectl_workers (
   queues         TEXT NOT NULL DEFAULT '[]',
   started_at     REAL NOT NULL,
   heartbeat_at   REAL NOT NULL,
-  stop_requested INTEGER NOT NULL DEFAULT 0,
-  current_job    TEXT
+  stop_requested INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE queuectl_settings (

@@ -68,7 +68,8 @@ def main() -> None:
         code = result if isinstance(result, int) else 0  # typer.Exit(n) comes back as n
     except ClickException as exc:
         # usage errors as one line too (typer's default is a multi-line box)
-        hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
+        ctx = getattr(exc, "ctx", None)  # set on usage errors, absent on other click errors
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         if message := exc.format_message():  # empty after no_args_is_help printed the help
             error_line(message + hint)
         code = exc.exit_code

@@ -20,7 +20,11 @@ VALID_QUEUE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 # accepted so job files written for other tools (or `show --json` output) load; they must
 # describe a fresh job, and are otherwise ignored
-_FRESH = {"state": "pending", "attempts": 0}
+_FRESH: dict[str, object] = {
+    "state": "pending",
+    "attempts": 0,
+    **dict.fromkeys(("last_error", "exit_code", "started_at", "finished_at", "worker_id")),
+}
 _IGNORED = {"created_at", "updated_at"}
 _FIELDS = {"id", "command", "queue", "priority", "run_at", "delay", "timeout", "max_retries"}
 
@@ -67,7 +71,7 @@ def spec_from_object(obj: object) -> models.JobSpec:
     if not isinstance(obj, dict):
         raise errors.UsageError('a job must be a JSON object with a "command"')
     for key, value in obj.items():
-        if key in _FRESH and value != _FRESH[key]:
+        if key in _FRESH and (value != _FRESH[key] or type(value) is not type(_FRESH[key])):
             raise errors.UsageError(f"{key!r} can only be {_FRESH[key]!r} for a new job")
         if key not in _FIELDS and key not in _FRESH and key not in _IGNORED:
             raise errors.UsageError(
@@ -118,7 +122,10 @@ def check_command(value: object) -> str:
         raise errors.UsageError('"command" must be a non-empty string')
     if "\x00" in value:
         raise errors.UsageError('"command" must not contain a NUL character')
-    size = len(value.encode("utf-8", errors="surrogatepass"))
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise errors.UsageError('"command" is not valid Unicode (a lone surrogate)') from None
     if size > MAX_COMMAND_BYTES:
         raise errors.UsageError(f'"command" is {size} bytes; the limit is {MAX_COMMAND_BYTES}')
     return value

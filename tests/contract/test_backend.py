@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import timedelta
 
@@ -18,7 +19,9 @@ def spec(command: str = "true", **kw: object) -> models.JobSpec:
     return models.JobSpec(command=command, **kw)  # type: ignore[arg-type]
 
 
-def claim(backend: Backend, n: int = 1, queues: tuple[str, ...] = (), ttl: float = 30):
+def claim(
+    backend: Backend, n: int = 1, queues: tuple[str, ...] = (), ttl: float = 30
+) -> list[models.Job]:
     return backend.claim([f"w{i}" for i in range(n)], queues, host=HOST, lease_ttl_s=ttl)
 
 
@@ -176,13 +179,9 @@ def test_heartbeat_renews_leases_and_reports_control(backend: Backend) -> None:
     assert backend.runs("a")[0].output == "so far"
     backend.cancel("b")
     assert backend.request_stop(lease_ttl_s=30) == ["w0", "w1"]
-    stale = models.Job(**{**_fields(a), "lease_token": 99})
+    stale = dataclasses.replace(a, lease_token=99)
     control = backend.heartbeat(workers, [models.RunningJob(stale), running[1]], lease_ttl_s=30)
     assert control.stop and control.cancel == {"b"} and control.lost == {"a"}
-
-
-def _fields(job: models.Job) -> dict[str, object]:
-    return {f: getattr(job, f) for f in job.__dataclass_fields__}
 
 
 def test_workers_are_listed_while_their_heartbeat_is_fresh(backend: Backend) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -47,7 +48,7 @@ def test_a_failing_job_retries_with_backoff_then_lands_in_the_dlq(cli: Cli) -> N
     runs = cli.json("show", "bad", "--json")["runs"]
     assert [r["exit_code"] for r in runs] == [3, 3, 3]
     starts = [ts(r["started_at"]) for r in runs]
-    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     # backoff-base 2: 2 s then 4 s, plus at most one idle poll (1 s) each
     assert 2.0 <= gaps[0] < 3.5, gaps
     assert 4.0 <= gaps[1] < 5.5, gaps
@@ -78,7 +79,8 @@ def test_a_sigkilled_worker_job_is_recovered_and_completes(cli: Cli, tmp_path: P
     # the first attempt hangs (and would write "end 1" if its orphan survived recovery)
     command = (
         f'echo "start $QUEUECTL_ATTEMPT" >> {marker}; '
-        f'if [ "$QUEUECTL_ATTEMPT" = 1 ]; then sleep 40; fi; echo "end $QUEUECTL_ATTEMPT" >> {marker}'
+        f'if [ "$QUEUECTL_ATTEMPT" = 1 ]; then sleep 40; fi; '
+        f'echo "end $QUEUECTL_ATTEMPT" >> {marker}'
     )
     cli.enqueue({"id": "victim", "command": command})
     first = cli.popen("worker", "start")
@@ -101,7 +103,7 @@ def test_a_sigkilled_worker_job_is_recovered_and_completes(cli: Cli, tmp_path: P
         ("succeeded", None),
     ]
     assert marker.read_text().split("\n")[:3] == ["start 1", "start 2", "end 2"]
-    assert not _processes_with(f"QUEUECTL_LEASE=victim#1")  # the orphan was killed
+    assert not _processes_with("QUEUECTL_LEASE=victim#1")  # the orphan was killed
     assert cli.json("list", "--state", "processing", "--json") == []
     print(f"SIGKILL -> completed again in {recovery_s:.1f}s")
 

@@ -1,0 +1,120 @@
+"""Bad input: the documented exit code, one line on stderr, and nothing changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from queuectl import models
+from queuectl.backends import open_backend
+from queuectl.backends.base import Backend
+from tests.conftest import Cli
+
+pytestmark = pytest.mark.e2e
+
+
+def snapshot(cli: Cli) -> tuple[object, ...]:
+    """Everything a rejected command could have touched, read straight from the database."""
+    backend = open_backend(cli.url)
+    try:
+        jobs = backend.list_jobs(limit=10_000)
+        return jobs, [backend.runs(j.id) for j in jobs], backend.get_settings()
+    finally:
+        backend.close()
+
+
+BAD = [
+    (2, ["enqueue", "{not json"]),
+    (2, ["enqueue", "[1, 2]"]),
+    (2, ["enqueue", '{"id": "x"}']),
+    (2, ["enqueue", '{"command": ""}']),
+    (2, ["enqueue", '{"command": "true", "max_retries": -1}']),
+    (2, ["enqueue", '{"command": "true", "max_retries": 1.5}']),
+    (2, ["enqueue", '{"command": "true", "priority": 2.5}']),
+    (2, ["enqueue", '{"command": "true", "timeout": -3}']),
+    (2, ["enqueue", '{"command": "true", "colour": "red"}']),
+    (2, ["enqueue", '{"command": "true", "state": "completed"}']),
+    (2, ["enqueue", '{"command": "true", "id": "has space"}']),
+    (2, ["enqueue", '{"command": "true", "run_at": "tomorrow"}']),
+    (2, ["enqueue", "-c", "true", "--max-retries", "-1"]),
+    (2, ["enqueue", "-c", "true", "--max-retries", "1.5"]),
+    (2, ["enqueue", "-c", "true", "--priority", "1.5"]),
+    (2, ["enqueue", "-c", "true", "--delay", "soon"]),
+    (2, ["enqueue", "-c", "true", "--delay", "-5s"]),
+    (2, ["enqueue"]),
+    (2, ["list", "--state", "bogus"]),
+    (2, ["list", "--limit", "0"]),
+    (2, ["config", "set", "colour", "red"]),
+    (2, ["config", "get", "colour"]),
+    (2, ["config", "set", "max-retries", "-1"]),
+    (2, ["config", "set", "max-retries", "1.5"]),
+    (2, ["config", "set", "backoff-base", "zero"]),
+    (2, ["config", "set", "backoff-base", "0.5"]),
+    (2, ["config", "set", "job-timeout", "-10"]),
+    (2, ["worker", "start", "--count", "0"]),
+    (2, ["worker", "start", "--count", "-2"]),
+    (2, ["worker", "start", "--count", "1.5"]),
+    (2, ["dlq", "retry"]),
+    (2, ["no-such-command"]),
+    (3, ["show", "nope"]),
+    (3, ["logs", "nope"]),
+    (3, ["cancel", "nope"]),
+    (3, ["retry", "nope"]),
+    (3, ["dlq", "retry", "nope"]),
+    (4, ["enqueue", '{"id": "taken", "command": "echo again"}']),
+    (4, ["retry", "taken"]),
+    (4, ["dlq", "retry", "taken"]),
+]
+
+
+@pytest.mark.parametrize(("code", "args"), BAD, ids=[" ".join(a)[:60] for _, a in BAD])
+def test_bad_input_is_rejected_cleanly(
+    cli: Cli, backend: Backend, code: int, args: list[str]
+) -> None:
+    backend.enqueue([models.JobSpec(id="taken", command="echo first")])
+    before = snapshot(cli)
+    result = cli(*args)
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert snapshot(cli) == before
+
+
+def test_bulk_enqueue_is_all_or_nothing(cli: Cli, tmp_path: Path) -> None:
+    good = json.dumps({"command": "true"})
+    path = tmp_path / "jobs.ndjson"
+    path.write_text(f"{good}\n{good}\n{{oops\n")
+    result = cli("enqueue", "--file", str(path))
+    assert result.returncode == 2 and "line 3" in result.stderr
+    path.write_text(f'{good}\n{{"id": "d", "command": "true"}}\n{{"id": "d", "command": "x"}}\n')
+    assert cli("enqueue", "--file", str(path)).returncode == 4
+    assert cli.json("list", "--json") == []
+    missing = cli("enqueue", "--file", str(tmp_path / "absent.ndjson"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+
+def test_unicode_and_5kb_commands_round_trip_exactly(cli: Cli) -> None:
+    unicode = "printf '%s\\n' 'héllo — wörld ✓ 日本語 🚀'"
+    long = "echo " + "abcdefghij" * 500 + " # " + "é" * 10
+    for command in (unicode, long):
+        created = cli.enqueue({"command": command})
+        assert created["command"] == command
+        assert cli.json("show", created["id"], "--json")["command"] == command
+    assert cli("worker", "start", "--burst").returncode == 0
+    listed = {j["command"]: j for j in cli.json("list", "--json")}
+    out = cli("logs", listed[unicode]["id"]).stdout
+    assert out == "héllo — wörld ✓ 日本語 🚀\n"
+    assert cli("logs", listed[long]["id"]).stdout == "abcdefghij" * 500 + "\n"
+
+
+def test_unreachable_database_exits_69(tmp_path: Path) -> None:
+    for url in ("postgresql://nobody@127.0.0.1:1/none", f"sqlite:///{tmp_path}/file/sub/x.db"):
+        if url.startswith("sqlite"):
+            (tmp_path / "file").write_text("not a directory")
+        result = Cli(url, tmp_path)("status")
+        assert result.returncode == 69, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

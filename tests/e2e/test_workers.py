@@ -1,0 +1,176 @@
+"""Worker control end to end: graceful stop, forced stop, cancel, timeouts, logs --follow,
+delayed jobs, recovery while every survivor is busy."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+from tests.e2e.waiting import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def state(cli: Cli, job_id: str) -> str:
+    return str(cli.json("show", job_id, "--json")["state"])
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_worker_stop_drains_the_running_job_and_starts_no_other(cli: Cli, tmp_path: Path) -> None:
+    marker = tmp_path / "m.txt"
+    cli.enqueue({"id": "a", "command": f"sleep 2; echo a >> {marker}", "priority": 1})
+    cli.enqueue({"id": "b", "command": f"echo b >> {marker}"})
+    worker = cli.popen("worker", "start")
+    wait_for(lambda: state(cli, "a") == "processing", timeout=15)
+    listed = cli.json("worker", "list", "--json")
+    assert [w["current_jobs"] for w in listed] == [["a"]]
+    assert cli.json("status", "--json")["workers"] == 1
+    stop = cli("worker", "stop", "--timeout", "30")
+    assert stop.returncode == 0, stop.stderr
+    assert worker.wait(timeout=10) == 0, cli.log(worker)
+    assert state(cli, "a") == "completed"
+    assert state(cli, "b") == "pending"
+    assert marker.read_text() == "a\n"
+    assert cli.json("worker", "list", "--json") == []
+    again = cli("worker", "stop")  # idempotent
+    assert again.returncode == 0 and "no workers" in again.stderr
+
+
+def test_sigterm_drains_and_a_second_signal_releases_the_job(cli: Cli, tmp_path: Path) -> None:
+    cli.enqueue({"id": "short", "command": "sleep 1.5"})
+    worker = cli.popen("worker", "start")
+    wait_for(lambda: state(cli, "short") == "processing", timeout=15)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
+    assert state(cli, "short") == "completed"
+
+    cli.enqueue({"id": "long", "command": "sleep 60"})
+    worker = cli.popen("worker", "start")
+    wait_for(lambda: state(cli, "long") == "processing", timeout=15)
+    worker.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    worker.send_signal(signal.SIGINT)
+    assert worker.wait(timeout=15) == 0, cli.log(worker)
+    shown = cli.json("show", "long", "--json")
+    assert shown["state"] == "pending"  # released for the next worker
+    assert shown["runs"][-1]["outcome"] == "interrupted"
+
+
+def test_cancel_kills_a_running_job(cli: Cli) -> None:
+    cli.enqueue({"id": "slow", "command": "sleep 60"})
+    worker = cli.popen("worker", "start")
+    try:
+        wait_for(lambda: state(cli, "slow") == "processing", timeout=15)
+        assert cli("cancel", "slow").returncode == 0
+        wait_for(lambda: state(cli, "slow") == "cancelled", timeout=15)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0
+    assert cli.json("show", "slow", "--json")["runs"][-1]["outcome"] == "cancelled"
+    assert cli("cancel", "slow").returncode == 4
+
+
+def test_timeout_kills_the_attempt(cli: Cli) -> None:
+    cli.enqueue({"id": "t", "command": "sleep 30", "timeout": 1, "max_retries": 0})
+    started = time.monotonic()
+    assert cli("worker", "start", "--burst").returncode == 0
+    assert time.monotonic() - started < 15
+    shown = cli.json("show", "t", "--json")
+    assert shown["state"] == "dead" and shown["last_error"] == "timed out after 1s"
+    assert shown["runs"][0]["outcome"] == "timed_out"
+
+
+def test_command_not_found_is_a_failure(cli: Cli) -> None:
+    cli.enqueue({"id": "nf", "command": "definitely-not-a-command-xyz", "max_retries": 0})
+    assert cli("worker", "start", "--burst").returncode == 0
+    shown = cli.json("show", "nf", "--json")
+    assert shown["state"] == "dead" and shown["exit_code"] == 127
+    assert "not found" in shown["last_error"]
+    assert "not found" in cli("logs", "nf").stdout
+
+
+def test_logs_follow_streams_a_running_job(cli: Cli) -> None:
+    cli.enqueue({"id": "f", "command": "for i in 1 2 3; do echo line$i; sleep 1; done"})
+    follow = subprocess.Popen(
+        [*_cli_argv(), "logs", "f", "--follow"], env=cli.env(), stdout=subprocess.PIPE, text=True
+    )
+    worker = cli.popen("worker", "start", "--burst")
+    assert follow.stdout is not None
+    first = follow.stdout.readline()  # arrives while the job still runs
+    assert first == "line1\n"
+    assert state(cli, "f") == "processing"
+    rest = follow.stdout.read()
+    follow.stdout.close()
+    assert follow.wait(timeout=20) == 0
+    assert first + rest == "line1\nline2\nline3\n"
+    assert worker.wait(timeout=20) == 0
+
+
+def _cli_argv() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "queuectl"]
+
+
+def test_list_json_parses_while_workers_run(cli: Cli) -> None:
+    lines = "".join(json.dumps({"command": "sleep 0.05"}) + "\n" for _ in range(40))
+    assert cli("enqueue", "-", input=lines).returncode == 0
+    worker = cli.popen("worker", "start", "--burst", "--count", "4")
+    seen = set()
+    while worker.poll() is None:
+        jobs = json.loads(cli("list", "--json", "--limit", "1000").stdout)
+        assert isinstance(jobs, list) and len(jobs) == 40
+        seen |= {j["state"] for j in jobs}
+    assert worker.wait() == 0
+    assert "processing" in seen or "completed" in seen
+    assert json.loads(cli("list", "--json", "--state", "failed").stdout) == []
+
+
+def test_delayed_job_waits_for_its_time(cli: Cli) -> None:
+    job = cli.enqueue({"id": "later", "command": "true"}, "--delay", "2s")
+    worker = cli.popen("worker", "start")
+    try:
+        time.sleep(1)
+        assert state(cli, "later") == "pending"
+        wait_for(lambda: state(cli, "later") == "completed", timeout=15)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0
+    shown = cli.json("show", "later", "--json")
+    assert ts(shown["started_at"]) >= ts(job["run_at"])
+
+
+@pytest.mark.slow
+def test_recovery_runs_even_when_every_survivor_is_busy(cli: Cli, tmp_path: Path) -> None:
+    cli.enqueue({"id": "busy", "command": "sleep 60", "priority": 5})
+    survivor = cli.popen("worker", "start")  # one slot, soon busy for a minute
+    wait_for(lambda: state(cli, "busy") == "processing", timeout=15)
+    cli.enqueue({"id": "orphan", "command": "sleep 60"})
+    doomed = cli.popen("worker", "start")
+    wait_for(lambda: state(cli, "orphan") == "processing", timeout=15)
+    doomed.kill()
+    doomed.wait()
+    killed = time.monotonic()
+    try:
+        wait_for(lambda: state(cli, "orphan") == "failed", timeout=25)
+        recovered_s = time.monotonic() - killed
+        shown = cli.json("show", "orphan", "--json")
+        assert shown["last_error"] == "worker lost"
+        assert state(cli, "busy") == "processing"  # the survivor never stopped its job
+    finally:
+        survivor.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # two signals sent at once merge into one
+        survivor.send_signal(signal.SIGINT)
+        survivor.wait(timeout=20)
+    assert recovered_s <= 20
+    print(f"recovered while every survivor was busy in {recovered_s:.1f}s")
