@@ -59,6 +59,7 @@ class Worker:
         self._wake = threading.Event()
         self._beat_stop = threading.Event()
         self._policy = models.Policy()
+        self._next_due = float("inf")  # monotonic time a retry this process scheduled falls due
         self._log = log.bind(worker=f"{self.host}-{self.pid}")
 
     # --- control, from signal handlers or the heartbeat -------------------------------------
@@ -129,8 +130,12 @@ class Worker:
                 continue
             if burst and not self._running and not self._has_work():
                 return
-            # woken early by a finished job (a free slot) or stop(); else back off to the poll
-            self._wake.wait(idle_s if free else self.settings.poll_interval_s)
+            # woken early by a finished job (a free slot) or stop(); else back off to the poll,
+            # but never sleep past a retry this process scheduled (its backoff stays exact)
+            wait_s = idle_s if free else self.settings.poll_interval_s
+            self._wake.wait(max(0.0, min(wait_s, self._next_due - time.monotonic())))
+            if time.monotonic() >= self._next_due:
+                self._next_due = float("inf")
             idle_s = min(idle_s * 2, self.settings.poll_interval_s)
 
     def _has_work(self) -> bool:
@@ -190,6 +195,9 @@ class Worker:
                     # backoff-base is read when the failure happens (DESIGN.md §2)
                     retry_in = retry.delay_for(job, self.backend.policy())
                 applied = self.backend.finish(job, outcome, retry_in)
+                if applied and retry_in is not None:
+                    due = time.monotonic() + retry_in.total_seconds()
+                    self._next_due = min(self._next_due, due)
                 break
             except errors.BackendError as exc:
                 bound.warning("finish_failed", error=str(exc), try_=attempt)

@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: demo test lint unit venv clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv  ## a real demo on the embedded SQLite default
+	PY=$(PY) scripts/demo.sh
+
+lint: venv
+	$(VENV)/bin/ruff format --check queuectl tests
+	$(VENV)/bin/ruff check queuectl tests
+	$(VENV)/bin/mypy
+
+unit: venv  ## no services needed
+	$(VENV)/bin/pytest -q tests/unit
+
+test: lint  ## the whole suite: unit, contract and e2e on SQLite and Postgres
+	QUEUECTL_TEST_DATABASE_URL=$${QUEUECTL_TEST_DATABASE_URL:-$(PG_URL)} \
+	  $(VENV)/bin/pytest -q --durations=10 tests
+
+clean:
+	rm -rf $(VENV) demo-data .mypy_cache .ruff_cache .pytest_cache
