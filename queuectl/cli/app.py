@@ -44,7 +44,7 @@ def _global(
         typer.Option(
             "--db",
             help="Database URL: sqlite:///path or postgresql://… "
-            "[env QUEUECTL_DATABASE_URL; default: a SQLite file in the user data dir]",
+            "(env QUEUECTL_DATABASE_URL; default: a SQLite file in the user data dir)",
         ),
     ] = None,
     log_format: Annotated[

@@ -43,16 +43,19 @@ def enqueue(
     command: Annotated[
         str | None, typer.Option("--command", "-c", help="Shell command (instead of JSON).")
     ] = None,
-    queue: Annotated[str | None, typer.Option(help="Queue name [default: default].")] = None,
-    priority: Annotated[int | None, typer.Option(help="Higher runs first [default: 0].")] = None,
+    queue: Annotated[str | None, typer.Option(help="Queue name (default: default).")] = None,
+    priority: Annotated[int | None, typer.Option(help="Higher runs first (default: 0).")] = None,
     delay: Annotated[str | None, typer.Option(help="Run after this long: 30s, 5m, 2h.")] = None,
     run_at: Annotated[str | None, typer.Option("--run-at", help="Run at (RFC 3339).")] = None,
     timeout: Annotated[
-        str | None, typer.Option(help="Per-attempt limit: 30s, 5m; 0 = none [config job-timeout].")
+        str | None,
+        typer.Option(help="Per-attempt limit: 30s, 5m; 0 = none (default: config job-timeout)."),
     ] = None,
     max_retries: Annotated[
         int | None,
-        typer.Option("--max-retries", help="Retries after the first attempt [config max-retries]."),
+        typer.Option(
+            "--max-retries", help="Retries after the first attempt (default: config max-retries)."
+        ),
     ] = None,
     job_id: Annotated[str | None, typer.Option("--id", help="Job id (default: generated).")] = None,
 ) -> None:
