@@ -31,6 +31,7 @@ class Settings:
     recovery_every_s: float = 2.0  # every worker process sweeps expired leases this often
     poll_interval_s: float = 1.0  # the longest an idle worker waits before looking again
     kill_grace_s: float = 5.0  # SIGTERM -> SIGKILL for timed-out or cancelled jobs
+    hostname: str = ""  # how this host is named in leases (default: the OS hostname)
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -42,6 +43,7 @@ _ENV = {
     "recovery_every_s": "QUEUECTL_RECOVERY_EVERY",
     "poll_interval_s": "QUEUECTL_POLL_INTERVAL",
     "kill_grace_s": "QUEUECTL_KILL_GRACE",
+    "hostname": "QUEUECTL_HOSTNAME",
     "log_format": "QUEUECTL_LOG_FORMAT",
     "log_level": "QUEUECTL_LOG_LEVEL",
 }
@@ -107,7 +109,14 @@ def _build(merged: Mapping[str, tuple[object, str]]) -> Settings:
         raise errors.ConfigError("log-format must be one of auto, console, json")
     if kwargs.get("log_level", "info") not in {"debug", "info", "warning", "error"}:
         raise errors.ConfigError("log-level must be one of debug, info, warning, error")
-    return Settings(**kwargs)
+    settings = Settings(**kwargs)
+    # a lease must outlive several missed beats, or live jobs get recovered (and run twice)
+    if settings.heartbeat_s * 3 > settings.lease_ttl_s:
+        raise errors.ConfigError(
+            f"heartbeat ({settings.heartbeat_s:g}s) must be at most a third of lease-ttl "
+            f"({settings.lease_ttl_s:g}s)"
+        )
+    return settings
 
 
 # --- queue policy: `queuectl config set/get/list`, stored in the database -----------------
@@ -144,7 +153,10 @@ def _number(
     return parse
 
 
-def _seconds(*, nullable: bool) -> Callable[[str], object]:
+MAX_POLICY_SECONDS = 366 * 86400.0  # a year: larger waits and limits are typos, and overflow
+
+
+def _seconds(*, nullable: bool, most: float) -> Callable[[str], object]:
     def parse(text: str) -> object:
         if nullable and text.strip().lower() in {"none", "null", ""}:
             return None
@@ -153,6 +165,8 @@ def _seconds(*, nullable: bool) -> Callable[[str], object]:
             return None  # 0 means no limit
         if seconds < 0.001:
             raise ValueError("must be at least 1ms")
+        if seconds > most:
+            raise ValueError(f"must be at most {most / 86400:g}d")
         return seconds
 
     return parse
@@ -178,13 +192,13 @@ POLICY_KEYS: dict[str, PolicyKey] = {
         PolicyKey(
             "backoff-base",
             "backoff_base",
-            _number(1.0),
+            _number(1.0, 1000.0),
             "retry delay = backoff-base ^ attempts seconds, read when a failure happens",
         ),
         PolicyKey(
             "backoff-max",
             "backoff_max_s",
-            _seconds(nullable=False),
+            _seconds(nullable=False, most=MAX_POLICY_SECONDS),
             "cap on one retry delay (seconds or 30s/5m/1h)",
         ),
         PolicyKey(
@@ -196,7 +210,7 @@ POLICY_KEYS: dict[str, PolicyKey] = {
         PolicyKey(
             "job-timeout",
             "job_timeout_s",
-            _seconds(nullable=True),
+            _seconds(nullable=True, most=MAX_POLICY_SECONDS),
             "default wall-clock limit of one attempt (none = no limit)",
         ),
         PolicyKey(

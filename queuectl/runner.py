@@ -15,6 +15,7 @@ from pathlib import Path
 from queuectl import models
 
 TRUNCATION_MARK = "[queuectl: output truncated: {dropped} of {total} bytes dropped, tail follows]\n"
+_MARK_PREFIX = TRUNCATION_MARK.split("{", 1)[0]
 SHELL = "/bin/sh"
 
 
@@ -38,6 +39,8 @@ class Runner:
         self.output_limit = output_limit
         self._out = tempfile.TemporaryFile(prefix="queuectl-")  # noqa: SIM115 (closed in wait)
         self._proc: subprocess.Popen[bytes] | None = None
+        # guards _proc, the kill state and the output file against the heartbeat thread,
+        # which reads the output and may kill the job while the job's own thread waits on it
         self._lock = threading.Lock()
         self._kill_reason: models.OutcomeKind | None = None
         self._kill_deadline: float | None = None
@@ -49,20 +52,24 @@ class Runner:
 
     def start(self) -> str | None:
         """Spawn the command; an error text when it could not even start."""
-        try:
-            # shell=False with an explicit /bin/sh -c: the command string is the user's program
-            self._proc = subprocess.Popen(
-                [SHELL, "-c", self.command],
-                stdin=subprocess.DEVNULL,
-                stdout=self._out,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,  # own process group: a kill reaches every child
-                close_fds=True,
-            )
-        except OSError as exc:
-            self._out.close()
-            return f"could not start {SHELL}: {exc}"
+        with self._lock:
+            try:
+                # shell=False with an explicit /bin/sh -c: the command is the user's program
+                self._proc = subprocess.Popen(
+                    [SHELL, "-c", self.command],
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._out,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    start_new_session=True,  # own process group: a kill reaches every child
+                    close_fds=True,
+                )
+            except OSError as exc:
+                self._out.close()
+                return f"could not start {SHELL}: {exc}"
+            killed_early = self._kill_reason is not None
+        if killed_early:
+            self._signal(signal.SIGKILL)  # a kill that came before the process existed
         return None
 
     def wait(
@@ -94,8 +101,9 @@ class Runner:
                 on_tick()
         if self._kill_reason is not None:
             self._signal(signal.SIGKILL)  # stragglers the shell left behind in its group
-        output, total = self.output()
-        self._out.close()
+        with self._lock:
+            output, total = self._read_output()
+            self._out.close()
         return self._outcome(code, output, total, time.monotonic() - started)
 
     def kill(self, reason: models.OutcomeKind) -> None:
@@ -120,6 +128,12 @@ class Runner:
 
     def output(self) -> tuple[str, int]:
         """The captured tail (with a truncation mark when cut) and the total bytes written."""
+        with self._lock:
+            return self._read_output()
+
+    def _read_output(self) -> tuple[str, int]:
+        if self._out.closed:
+            return "", 0
         fd = self._out.fileno()
         total = os.fstat(fd).st_size
         start = max(0, total - self.output_limit)
@@ -133,13 +147,14 @@ class Runner:
 
     def output_if_changed(self) -> tuple[str, int] | None:
         """For heartbeats: the output so far, or None when nothing was written since."""
-        if self._out.closed:
-            return None
-        size = os.fstat(self._out.fileno()).st_size
-        if size == self._last_size:
-            return None
-        self._last_size = size
-        return self.output()
+        with self._lock:
+            if self._out.closed:
+                return None
+            size = os.fstat(self._out.fileno()).st_size
+            if size == self._last_size:
+                return None
+            self._last_size = size
+            return self._read_output()
 
     def _outcome(self, code: int, output: str, total: int, duration: float) -> models.Outcome:
         kind, error = _classify(code, self._kill_reason, self.timeout_s)
@@ -173,6 +188,13 @@ def _classify(
     if code < 0:
         return models.OutcomeKind.FAILED, f"killed by signal {signal.Signals(-code).name}"
     return models.OutcomeKind.FAILED, f"exit code {code}"
+
+
+def without_mark(text: str) -> str:
+    """Stored output without the truncation marker line, if it has one."""
+    if text.startswith(_MARK_PREFIX):
+        return text.split("\n", 1)[1] if "\n" in text else ""
+    return text
 
 
 def spawn_failure(error: str) -> models.Outcome:

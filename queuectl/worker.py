@@ -20,13 +20,17 @@ log = structlog.get_logger("queuectl.worker")
 
 _RETRYABLE_OUTCOMES = frozenset({models.OutcomeKind.FAILED, models.OutcomeKind.TIMED_OUT})
 _FINISH_TRIES = 5  # a finish that cannot reach the database is retried, then left to recovery
+_SIGNAL_CHECK_S = 0.25  # the main thread's longest wait: signals are acted on this quickly
 
 
 @dataclass
 class _Slot:
     job: models.Job
-    runner: Runner
     thread: threading.Thread
+    # monotonic time the lease was last known renewed (claim, then each heartbeat): past
+    # lease-ttl minus one beat, the job may be recovered elsewhere, so it is killed here
+    renewed_at: float
+    runner: Runner | None = None
 
 
 class Worker:
@@ -47,7 +51,7 @@ class Worker:
         self.backend = backend
         self.settings = settings
         self.queues = tuple(queues)
-        self.host = host or socket.gethostname()
+        self.host = host or settings.hostname or socket.gethostname()
         self.pid = os.getpid()
         self.slot_ids = [f"{self.host}-{self.pid}-{i}" for i in range(1, count + 1)]
         self.environ = dict(environ)
@@ -60,9 +64,27 @@ class Worker:
         self._beat_stop = threading.Event()
         self._policy = models.Policy()
         self._next_due = float("inf")  # monotonic time a retry this process scheduled falls due
+        self._signals = 0
+        self._signals_handled = 0
+        self._forced = False
+        self._fence_s = max(settings.lease_ttl_s - settings.heartbeat_s, settings.heartbeat_s)
         self._log = log.bind(worker=f"{self.host}-{self.pid}")
 
-    # --- control, from signal handlers or the heartbeat -------------------------------------
+    # --- control ------------------------------------------------------------------------------
+    def signal_received(self) -> None:
+        """For signal handlers: only count. Stopping takes locks and logs, which must not run
+        inside a handler that may have interrupted this very thread holding them."""
+        self._signals += 1
+
+    def _check_signals(self) -> None:
+        if self._signals > self._signals_handled:
+            first = self._signals_handled == 0
+            self._signals_handled = self._signals
+            if first and self._signals == 1:
+                self.stop()
+            else:
+                self.force_stop()
+
     def stop(self) -> None:
         """Drain: claim nothing more, let running jobs finish."""
         if not self._stop.is_set():
@@ -76,8 +98,10 @@ class Worker:
         with self._lock:
             slots = list(self._running.values())
         self._log.warning("worker_force_stop", killing=[s.job.id for s in slots])
+        self._forced = True
         for slot in slots:
-            slot.runner.force_kill(models.OutcomeKind.INTERRUPTED)
+            if slot.runner is not None:
+                slot.runner.force_kill(models.OutcomeKind.INTERRUPTED)
 
     @property
     def stopping(self) -> bool:
@@ -109,11 +133,15 @@ class Worker:
     def _dispatch(self, *, burst: bool) -> None:
         idle_s = 0.05
         while not self._stop.is_set():
+            self._check_signals()
+            if self._stop.is_set():
+                return
             self._wake.clear()
             with self._lock:
                 free, self._free = self._free, []
             claimed: list[models.Job] = []
             if free:
+                asked_at = time.monotonic()  # leases start at or after this moment
                 try:
                     claimed = self.backend.claim(
                         free, self.queues, host=self.host, lease_ttl_s=self.settings.lease_ttl_s
@@ -124,7 +152,7 @@ class Worker:
                     taken = {j.worker_id for j in claimed}
                     self._free.extend(s for s in free if s not in taken)
                 for job in claimed:
-                    self._start(job)
+                    self._start(job, asked_at)
             if claimed:
                 idle_s = 0.05
                 continue
@@ -132,7 +160,7 @@ class Worker:
                 return
             # woken early by a finished job (a free slot) or stop(); else back off to the poll,
             # but never sleep past a retry this process scheduled (its backoff stays exact)
-            wait_s = idle_s if free else self.settings.poll_interval_s
+            wait_s = min(idle_s if free else self.settings.poll_interval_s, _SIGNAL_CHECK_S)
             self._wake.wait(max(0.0, min(wait_s, self._next_due - time.monotonic())))
             if time.monotonic() >= self._next_due:
                 self._next_due = float("inf")
@@ -152,35 +180,69 @@ class Worker:
                 return
             for thread in threads:
                 thread.join(timeout=0.2)  # short joins keep the main thread open to signals
+                self._check_signals()
 
     # --- one job --------------------------------------------------------------------------------
-    def _start(self, job: models.Job) -> None:
-        runner = Runner(
-            job.command,
-            env=job_env(job, self.environ),
-            timeout_s=job.timeout_s,
-            kill_grace_s=self.settings.kill_grace_s,
-            output_limit=self._policy.output_limit,
-        )
-        thread = threading.Thread(target=self._execute, args=(job, runner), name=f"job-{job.id}")
+    def _start(self, job: models.Job, leased_at: float) -> None:
+        thread = threading.Thread(target=self._execute, args=(job,), name=f"job-{job.id}")
         with self._lock:
-            self._running[job.id] = _Slot(job, runner, thread)
-        thread.start()
+            self._running[job.id] = _Slot(job, thread, renewed_at=leased_at)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no thread to be had: give the job back at once
+            self._log.error("job_start_failed", job_id=job.id, error=str(exc))
+            self._release(job, models.Outcome(models.OutcomeKind.INTERRUPTED, error=str(exc)))
 
-    def _execute(self, job: models.Job, runner: Runner) -> None:
+    def _execute(self, job: models.Job) -> None:
         bound = self._log.bind(job_id=job.id, queue=job.queue, worker_id=job.worker_id)
         bound.info("job_claimed", attempt=job.attempts, command=job.command[:200])
         try:
-            error = runner.start()
-            outcome = spawn_failure(error) if error else runner.wait()
-            self._finish(job, outcome, bound)
+            self._finish(job, self._run(job, bound), bound)
         except Exception:  # a bug here must not take the slot (or the worker) down with it
             bound.exception("job_crashed")
         finally:
-            with self._lock:
-                self._running.pop(job.id, None)
-                self._free.append(job.worker_id or "")
-            self._wake.set()
+            self._release(job, None)
+
+    def _run(self, job: models.Job, bound: structlog.BoundLogger) -> models.Outcome:
+        try:
+            runner = Runner(
+                job.command,
+                env=job_env(job, self.environ),
+                timeout_s=job.timeout_s,
+                kill_grace_s=self.settings.kill_grace_s,
+                output_limit=self._policy.output_limit,
+            )
+        except OSError as exc:  # e.g. no file descriptor left for the output file
+            return spawn_failure(f"could not capture output: {exc}")
+        with self._lock:
+            slot = self._running[job.id]
+            slot.runner = runner
+            forced = self._forced
+        if forced:
+            runner.force_kill(models.OutcomeKind.INTERRUPTED)
+        if error := runner.start():
+            return spawn_failure(error)
+
+        def fence() -> None:
+            # no renewal for almost a lease: another worker may recover this job at any
+            # moment, and a job must never run twice at once, so this copy dies now
+            if time.monotonic() - slot.renewed_at > self._fence_s:
+                bound.warning("job_fenced", reason="lease not renewed; killing local copy")
+                runner.force_kill(models.OutcomeKind.LOST)
+
+        return runner.wait(on_tick=fence)
+
+    def _release(self, job: models.Job, outcome: models.Outcome | None) -> None:
+        """Free the job's slot; with an outcome, also hand the job back to the queue."""
+        if outcome is not None:
+            try:
+                self.backend.finish(job, outcome, None)
+            except errors.BackendError as exc:
+                self._log.warning("release_failed", job_id=job.id, error=str(exc))
+        with self._lock:
+            self._running.pop(job.id, None)
+            self._free.append(job.worker_id or "")
+        self._wake.set()
 
     def _finish(
         self, job: models.Job, outcome: models.Outcome, bound: structlog.BoundLogger
@@ -221,17 +283,21 @@ class Worker:
     def _beat_loop(self) -> None:
         next_recovery = time.monotonic() + self.settings.recovery_every_s
         while not self._beat_stop.wait(self.settings.heartbeat_s):
-            self._heartbeat()
-            if time.monotonic() >= next_recovery:
-                next_recovery = time.monotonic() + self.settings.recovery_every_s
-                self._recover()
+            # this thread renews every lease of the process: nothing may end it early
+            try:
+                self._heartbeat()
+                if time.monotonic() >= next_recovery:
+                    next_recovery = time.monotonic() + self.settings.recovery_every_s
+                    self._recover()
+            except Exception:
+                self._log.exception("heartbeat_crashed")
 
     def _heartbeat(self) -> None:
         with self._lock:
             slots = list(self._running.values())
         running = []
         for slot in slots:
-            out = slot.runner.output_if_changed()
+            out = None if slot.runner is None else slot.runner.output_if_changed()
             running.append(
                 models.RunningJob(
                     job=slot.job,
@@ -243,6 +309,7 @@ class Worker:
             models.WorkerInfo(id=s, host=self.host, pid=self.pid, queues=self.queues)
             for s in self.slot_ids
         ]
+        sent_at = time.monotonic()  # the database renews at or after this moment
         try:
             control = self.backend.heartbeat(
                 workers, running, lease_ttl_s=self.settings.lease_ttl_s
@@ -250,16 +317,23 @@ class Worker:
         except errors.BackendError as exc:
             self._log.warning("heartbeat_failed", error=str(exc))
             return
+        for slot in slots:
+            if slot.job.id not in control.lost:
+                slot.renewed_at = sent_at
         if control.stop and not self._stop.is_set():
             self._log.info("stop_requested", source="worker stop")
             self.stop()
         for slot in slots:
+            if slot.runner is None:
+                continue
             if slot.job.id in control.cancel:
                 self._log.info("job_cancel_requested", job_id=slot.job.id)
                 slot.runner.kill(models.OutcomeKind.CANCELLED)
             elif slot.job.id in control.lost:
+                # recovered elsewhere (this process stalled past its lease): it may already
+                # run again on another worker, so this copy dies at once, without a grace
                 self._log.warning("job_lease_lost", job_id=slot.job.id)
-                slot.runner.kill(models.OutcomeKind.LOST)
+                slot.runner.force_kill(models.OutcomeKind.LOST)
 
     def _recover(self) -> None:
         def kill(job: models.Job, host: str | None) -> None:
@@ -272,6 +346,9 @@ class Worker:
             self._policy = self.backend.policy()
         except errors.BackendError as exc:
             self._log.warning("recovery_failed", error=str(exc))
+            return
+        except Exception:  # never let one bad row stop recovery for good
+            self._log.exception("recovery_crashed")
             return
         for job in recovered:
             self._log.warning(

@@ -141,7 +141,7 @@ class Cli:
     def popen(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
         """A long-running command (a worker); its output goes to a file, since an unread
         pipe would block it once full. `log(proc)` reads that file."""
-        path = self.cwd / f"proc-{len(self._logs)}.log"
+        path = self.cwd / f"proc-{uuid.uuid4().hex[:8]}.log"
         with open(path, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "queuectl", *args],

@@ -67,9 +67,16 @@ class PostgresBackend:
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self._lock = threading.Lock()
         if pool_size > 0:
+            import logging
+
             from psycopg_pool import ConnectionPool  # only long-running processes need it
 
+            # the pool would print multi-line warnings on its own; our callers log one event
+            # per failed operation instead (claim_failed, heartbeat_failed, ...)
+            logging.getLogger("psycopg.pool").propagate = False
+            logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
             with _translated():
+                psycopg.connect(self.url, **self._kwargs).close()  # fail fast, one clear line
                 self._pool = ConnectionPool(
                     url,
                     min_size=1,

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from queuectl import config, errors, models
 from queuectl.backends import common
@@ -19,6 +20,7 @@ from queuectl.backends.sqlfile import load_queries
 Q = load_queries("sqlite.sql")
 MIGRATIONS = load_queries("sqlite_schema.sql")
 BUSY_TIMEOUT_MS = 30_000  # many worker processes queue for the one write lock; none waits long
+_MAX_IDLE = 8  # idle pooled connections kept per process; more are opened when needed
 
 
 def _ts(value: float) -> datetime:
@@ -49,48 +51,68 @@ class SqliteBackend:
     def __init__(self, url: str, path: Path) -> None:
         self.url = url
         self.path = path
-        # sqlite3 connections must stay on their thread: one per thread, closed together
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        # a small pool: a connection serves one thread at a time, and a worker's short-lived
+        # job threads reuse the idle ones instead of each opening (and leaking) its own
+        self._idle: list[sqlite3.Connection] = []
+        self._pool_lock = threading.Lock()
+        self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise errors.BackendUnavailable(
                 f"cannot create {path.parent}: {exc.strerror}"
             ) from None
-        with _translated():
-            conn = self._conn()
-            if conn.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
-                self.migrate()
+        with self._use() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < len(MIGRATIONS):
+            self.migrate()
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path,
-                    isolation_level=None,
-                    timeout=BUSY_TIMEOUT_MS / 1000,
-                    check_same_thread=False,
-                )
-            except sqlite3.OperationalError as exc:
-                raise errors.BackendUnavailable(f"cannot open {self.path}: {exc}") from None
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across crashes
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,  # pooled: used by one thread at a time
+            )
+        except sqlite3.OperationalError as exc:
+            raise errors.BackendUnavailable(f"cannot open {self.path}: {exc}") from None
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across crashes
+        conn.execute("PRAGMA foreign_keys = ON")
         return conn
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a connection from the pool for one unit of work."""
+        with _translated():
+            with self._pool_lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._connect()
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                with self._pool_lock:
+                    keep = not self._closed and len(self._idle) < _MAX_IDLE
+                    if keep:
+                        self._idle.append(conn)
+                if not keep:
+                    conn.close()
+
+    def _read(self, name: str, params: dict[str, Any]) -> list[Any]:
+        with self._use() as conn:
+            return conn.execute(Q[name], params).fetchall()
 
     @contextlib.contextmanager
     def _tx(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE for writes: the write lock is taken before the first read, so a
         read-then-write transaction cannot be overtaken by another process's write."""
-        with _translated():
-            conn = self._conn()
+        with self._use() as conn:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn
@@ -100,16 +122,15 @@ class SqliteBackend:
             conn.execute("COMMIT")
 
     def close(self) -> None:
-        with self._all_lock:
-            for conn in self._all:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        with self._pool_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def migrate(self) -> int:
-        with _translated():
-            conn = self._conn()
+        with self._use() as conn:
             # WAL lets readers (status, list) run while a worker writes
             conn.execute("PRAGMA journal_mode = WAL")
         with self._tx() as conn:
@@ -157,19 +178,16 @@ class SqliteBackend:
         return [common.job_from_row(by_id[i], _ts) for i in job_ids]
 
     def get_job(self, job_id: str) -> models.Job:
-        with _translated():
-            row = self._conn().execute(Q["get_job"], {"id": job_id}).fetchone()
-        if row is None:
+        rows = self._read("get_job", {"id": job_id})
+        if not rows:
             raise errors.JobNotFound(job_id)
-        return common.job_from_row(row, _ts)
+        return common.job_from_row(rows[0], _ts)
 
     def list_jobs(
         self, *, state: models.JobState | None = None, queue: str | None = None, limit: int = 100
     ) -> list[models.Job]:
         params = {"state": None if state is None else str(state), "queue": queue, "limit": limit}
-        with _translated():
-            rows = self._conn().execute(Q["list_jobs"], params).fetchall()
-        return [common.job_from_row(r, _ts) for r in rows]
+        return [common.job_from_row(r, _ts) for r in self._read("list_jobs", params)]
 
     def runs(self, job_id: str) -> list[models.Run]:
         with self._tx(write=False) as conn:
@@ -341,12 +359,7 @@ class SqliteBackend:
             conn.execute(Q["deregister_workers"], {"ids": json.dumps(list(worker_ids))})
 
     def list_workers(self, *, lease_ttl_s: float) -> list[models.WorkerInfo]:
-        with _translated():
-            rows = (
-                self._conn()
-                .execute(Q["list_workers"], {"now": time.time(), "lease_s": lease_ttl_s})
-                .fetchall()
-            )
+        rows = self._read("list_workers", {"now": time.time(), "lease_s": lease_ttl_s})
         return [
             models.WorkerInfo(
                 id=r["id"],
@@ -370,18 +383,12 @@ class SqliteBackend:
         return [r["id"] for r in rows]
 
     def has_work(self, queues: Sequence[str]) -> bool:
-        with _translated():
-            row = (
-                self._conn()
-                .execute(Q["has_work"], {"now": time.time(), "queues": json.dumps(list(queues))})
-                .fetchone()
-            )
-        return bool(row["has_work"])
+        rows = self._read("has_work", {"now": time.time(), "queues": json.dumps(list(queues))})
+        return bool(rows[0]["has_work"])
 
     # --- settings and stats -------------------------------------------------------------------
     def get_settings(self) -> dict[str, str]:
-        with _translated():
-            return {r["key"]: r["value"] for r in self._conn().execute(Q["get_settings"])}
+        return {r["key"]: r["value"] for r in self._read("get_settings", {})}
 
     def _policy(self, conn: sqlite3.Connection) -> models.Policy:
         return config.policy_from_rows(

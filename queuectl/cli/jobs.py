@@ -92,15 +92,18 @@ def enqueue(
 
 
 def _read_lines(path: str) -> list[str]:
-    if path == "-":
-        return sys.stdin.read().splitlines()
+    name = "standard input" if path == "-" else path
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read().splitlines()
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        return data.decode("utf-8").splitlines()
     except OSError as exc:
-        raise errors.UsageError(f"cannot read {path}: {exc.strerror}") from None
+        raise errors.UsageError(f"cannot read {name}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise errors.UsageError(f"{path} is not UTF-8 text") from None
+        raise errors.UsageError(f"{name} is not UTF-8 text") from None
 
 
 def _state(value: str | None) -> models.JobState | None:
@@ -208,14 +211,10 @@ def logs(
         while True:
             runs = backend.runs(job_id)
             run = _pick_run(job_id, runs, attempt)
-            if run is not None:
-                # output_bytes counts everything written; only the new bytes are printed
-                new = run.output_bytes - printed
-                if new > 0:
-                    text = run.output if printed == 0 else run.output[-new:]
-                    sys.stdout.write(text)
-                    sys.stdout.flush()
-                    printed = run.output_bytes
+            if run is not None and run.output_bytes > printed:
+                sys.stdout.write(_unseen(run, printed))
+                sys.stdout.flush()
+                printed = run.output_bytes
             if not follow or (run is not None and run.finished_at is not None):
                 break
             if run is None and backend.get_job(job_id).state in models.TERMINAL_STATES:
@@ -225,6 +224,18 @@ def logs(
         return
     if run is None and not follow:
         output.note(f"job {job_id} has not run yet")
+
+
+def _unseen(run: models.Run, printed: int) -> str:
+    """The part of a run's stored output tail past the first `printed` bytes."""
+    if printed == 0:
+        return run.output
+    from queuectl.runner import without_mark
+
+    # output_bytes counts bytes the job wrote; the tail is text, so cut it as UTF-8 bytes
+    body = without_mark(run.output).encode("utf-8", errors="surrogatepass")
+    new = run.output_bytes - printed
+    return (body[-new:] if new < len(body) else body).decode("utf-8", errors="replace")
 
 
 def _pick_run(job_id: str, runs: list[models.Run], attempt: int | None) -> models.Run | None:

@@ -38,15 +38,9 @@ def start(
     # slots + heartbeat + claim loop share a few connections: a fleet must not need thousands
     backend = CTX.backend(pool_size=min(count, 4) + 2)
     worker = Worker(backend, settings, count=count, queues=queue or ())
-    signals = 0
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            worker.stop()
-        else:
-            worker.force_stop()
+        worker.signal_received()  # the worker acts on it from its main loop, within 0.25 s
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

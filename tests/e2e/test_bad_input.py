@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,21 @@ def test_unreachable_database_exits_69(tmp_path: Path) -> None:
         result = Cli(url, tmp_path)("status")
         assert result.returncode == 69, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_non_utf8_input_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    raw = b'{"command": "echo \xff"}\n'
+    path = tmp_path / "latin1.ndjson"
+    path.write_bytes(raw)
+    for args, stdin in ((["enqueue", "-"], raw), (["enqueue", "--file", str(path)], b"")):
+        result = subprocess.run(
+            [sys.executable, "-m", "queuectl", *args],
+            env=cli.env(PYTHONIOENCODING="utf-8:strict"),
+            input=stdin,
+            capture_output=True,
+            timeout=30,
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.decode().count("\n") == 1
+        assert b"not UTF-8" in result.stderr
+    assert cli.json("list", "--json") == []

@@ -100,19 +100,24 @@ def test_command_not_found_is_a_failure(cli: Cli) -> None:
 
 
 def test_logs_follow_streams_a_running_job(cli: Cli) -> None:
-    cli.enqueue({"id": "f", "command": "for i in 1 2 3; do echo line$i; sleep 1; done"})
+    # non-ASCII: output is counted in bytes, and must not be cut or repeated mid-character
+    cli.enqueue({"id": "f", "command": "for i in 1 2 3; do echo ligne-é✓$i; sleep 1; done"})
     follow = subprocess.Popen(
-        [*_cli_argv(), "logs", "f", "--follow"], env=cli.env(), stdout=subprocess.PIPE, text=True
+        [*_cli_argv(), "logs", "f", "--follow"],
+        env=cli.env(PYTHONIOENCODING="utf-8"),
+        stdout=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
     )
     worker = cli.popen("worker", "start", "--burst")
     assert follow.stdout is not None
     first = follow.stdout.readline()  # arrives while the job still runs
-    assert first == "line1\n"
+    assert first == "ligne-é✓1\n"
     assert state(cli, "f") == "processing"
     rest = follow.stdout.read()
     follow.stdout.close()
     assert follow.wait(timeout=20) == 0
-    assert first + rest == "line1\nline2\nline3\n"
+    assert first + rest == "ligne-é✓1\nligne-é✓2\nligne-é✓3\n"
     assert worker.wait(timeout=20) == 0
 
 

@@ -156,16 +156,16 @@ def test_a_missing_implicit_queuectl_toml_is_fine(tmp_path):
 
 
 def test_queuectl_config_names_the_file(tmp_path):
-    path = _write(tmp_path / "elsewhere.toml", 'heartbeat = "7s"\n')
+    path = _write(tmp_path / "elsewhere.toml", 'kill-grace = "7s"\n')
     settings = config.load_settings({}, environ=_env(tmp_path, QUEUECTL_CONFIG=str(path)))
-    assert settings.heartbeat_s == 7.0
+    assert settings.kill_grace_s == 7.0
 
 
 def test_an_explicit_path_wins_over_queuectl_config(tmp_path):
-    env_file = _write(tmp_path / "env.toml", 'heartbeat = "7s"\n')
-    arg_file = _write(tmp_path / "arg.toml", 'heartbeat = "8s"\n')
+    env_file = _write(tmp_path / "env.toml", 'kill-grace = "7s"\n')
+    arg_file = _write(tmp_path / "arg.toml", 'kill-grace = "8s"\n')
     environ = _env(tmp_path, QUEUECTL_CONFIG=str(env_file))
-    assert config.load_settings({}, environ=environ, path=arg_file).heartbeat_s == 8.0
+    assert config.load_settings({}, environ=environ, path=arg_file).kill_grace_s == 8.0
 
 
 # --- load_settings: errors ------------------------------------------------------------------
@@ -393,3 +393,23 @@ def test_a_tiny_accepted_duration_survives_being_stored(key, text):
 def test_a_duration_under_a_millisecond_is_rejected(key):
     with pytest.raises(errors.UsageError, match="at least 1ms"):
         config.parse_policy_value(key, "0.00001")
+
+
+def test_a_heartbeat_longer_than_a_third_of_the_lease_is_refused():
+    with pytest.raises(errors.ConfigError, match="a third of lease-ttl"):
+        config.load_settings({}, environ={"QUEUECTL_LEASE_TTL": "3s", "QUEUECTL_HEARTBEAT": "2"})
+    ok = config.load_settings({}, environ={"QUEUECTL_LEASE_TTL": "6", "QUEUECTL_HEARTBEAT": "2"})
+    assert (ok.lease_ttl_s, ok.heartbeat_s) == (6.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [("backoff-max", "400d"), ("job-timeout", "9999999999"), ("backoff-base", "1e15")],
+)
+def test_absurdly_large_policy_values_are_refused(key, text):
+    with pytest.raises(errors.UsageError, match=f"bad value for {key}"):
+        config.parse_policy_value(key, text)
+
+
+def test_hostname_setting_comes_from_the_environment():
+    assert config.load_settings({}, environ={"QUEUECTL_HOSTNAME": "node-7"}).hostname == "node-7"

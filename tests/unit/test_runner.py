@@ -17,7 +17,7 @@ import pytest
 
 from queuectl import ids, models
 from queuectl.models import OutcomeKind
-from queuectl.runner import TRUNCATION_MARK, Runner, job_env, kill_orphans
+from queuectl.runner import TRUNCATION_MARK, Runner, job_env, kill_orphans, without_mark
 
 T0 = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
 
@@ -403,3 +403,21 @@ def test_kill_orphans_spares_other_jobs(orphan):
     assert kill_orphans(other, "host-a", this_host="host-a") == 0
     time.sleep(0.1)
     assert proc.poll() is None
+
+
+def test_a_kill_before_the_process_exists_still_kills_it():
+    runner = Runner(
+        "sleep 30", env=dict(os.environ), timeout_s=None, kill_grace_s=1, output_limit=1024
+    )
+    runner.force_kill(models.OutcomeKind.INTERRUPTED)
+    assert runner.start() is None
+    started = time.monotonic()
+    outcome = runner.wait()
+    assert outcome.kind is models.OutcomeKind.INTERRUPTED
+    assert time.monotonic() - started < 5
+
+
+def test_without_mark_strips_only_the_truncation_line():
+    assert without_mark("plain\ntext") == "plain\ntext"
+    marked = TRUNCATION_MARK.format(dropped=10, total=20) + "tail\n"
+    assert without_mark(marked) == "tail\n"

@@ -28,7 +28,8 @@ SQLITE_ONLY = {"existing_ids", "jobs_by_ids", "claim_one", "insert_run", "finish
 def _used_query_names(module_file: Path) -> set[str]:
     """Every name the module looks up in its query dict `Q`, read from its source.
 
-    A lookup through a variable (`Q[query]`) counts the strings assigned to that variable.
+    A lookup through a variable (`Q[query]`) counts the strings assigned to that variable;
+    `self._read("name", ...)` (the SQLite backend's one-statement reads) counts too.
     """
     tree = ast.parse(module_file.read_text(encoding="utf-8"))
     assigned: dict[str, set[str]] = {}
@@ -44,6 +45,15 @@ def _used_query_names(module_file: Path) -> set[str]:
                     assigned.setdefault(target.id, set()).update(strings)
     used: set[str] = set()
     for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "_read"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            used.add(node.args[0].value)
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
             if node.value.id != "Q":
                 continue
