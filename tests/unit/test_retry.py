@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from queuectl import models
 from queuectl.retry import delay_for
-
-T0 = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
+from tests.unit.factories import make_job
 
 
 def _job(**changes: Any) -> models.Job:
-    job = models.Job(
-        id="job-1",
-        command="false",
-        state=models.JobState.PROCESSING,
-        attempts=1,
-        max_retries=3,
-        created_at=T0,
-        updated_at=T0,
-        queue="default",
-        priority=0,
-        run_at=T0,
-        timeout_s=None,
-        last_error=None,
-        exit_code=None,
-        started_at=T0,
-        finished_at=None,
-        worker_id="w-1",
-    )
-    return dataclasses.replace(job, **changes)
+    return make_job(**{**dict(command="false", lease_token=0), **changes})
 
 
 class _NoRandom(random.Random):

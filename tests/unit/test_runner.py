@@ -9,7 +9,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +17,11 @@ import pytest
 from queuectl import ids, models
 from queuectl.models import OutcomeKind
 from queuectl.runner import TRUNCATION_MARK, Runner, job_env, kill_orphans, without_mark
-
-T0 = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
+from tests.unit.factories import make_job
 
 
 def _job(**changes: Any) -> models.Job:
-    job = models.Job(
-        id=ids.new_id(),
-        command="true",
-        state=models.JobState.PROCESSING,
-        attempts=1,
-        max_retries=3,
-        created_at=T0,
-        updated_at=T0,
-        queue="default",
-        priority=0,
-        run_at=T0,
-        timeout_s=None,
-        last_error=None,
-        exit_code=None,
-        started_at=T0,
-        finished_at=None,
-        worker_id="w-1",
-        lease_token=1,
-    )
-    return dataclasses.replace(job, **changes)
+    return make_job(**{**dict(id=ids.new_id()), **changes})
 
 
 def _runner(
