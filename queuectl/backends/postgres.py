@@ -221,7 +221,7 @@ class PostgresBackend:
             "queues": list(queues),
         }
         with self._tx() as cur:
-            cur.execute(Q["claim_queues" if queues else "claim"], params)
+            cur.execute(Q["claim"], params)
             rows = cur.fetchall()
         jobs = [common.job_from_row(r, _ts) for r in rows]
         order = {slot: i for i, slot in enumerate(slot_ids)}

@@ -21,36 +21,14 @@ RETURNING *;
 
 -- name: claim
 -- SKIP LOCKED: many workers claim at once without waiting on each other's row locks, and a
--- row locked by one claimer is invisible to the others until it commits as 'processing'.
+-- row locked by one claimer is passed over by the others, and once committed it is
+-- 'processing', which no claim matches.
 -- The CTE is a fence: Postgres must not update more rows than the LIMIT picked.
+-- An empty queue list means every queue.
 WITH picked AS (
   SELECT id FROM queuectl_jobs
    WHERE state IN ('pending', 'failed') AND run_at <= now()
-   ORDER BY priority DESC, run_at, seq
-   LIMIT %(limit)s
-     FOR UPDATE SKIP LOCKED
-), numbered AS (
-  SELECT id, row_number() OVER () AS n FROM picked
-), claimed AS (
-  UPDATE queuectl_jobs j
-     SET state = 'processing', worker_id = (%(slots)s::text[])[numbered.n], host = %(host)s,
-         attempts = j.attempts + 1, run_count = j.run_count + 1, lease_token = j.lease_token + 1,
-         lease_expires_at = now() + make_interval(secs => %(lease_s)s),
-         started_at = now(), finished_at = NULL, exit_code = NULL, updated_at = now()
-    FROM numbered
-   WHERE j.id = numbered.id
-  RETURNING j.*
-), runs AS (
-  INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at)
-  SELECT id, run_count, worker_id, started_at FROM claimed
-)
-SELECT * FROM claimed;
-
--- name: claim_queues
--- The same claim restricted to some queues (served by queuectl_jobs_claim_queue).
-WITH picked AS (
-  SELECT id FROM queuectl_jobs
-   WHERE state IN ('pending', 'failed') AND run_at <= now() AND queue = ANY(%(queues)s)
+     AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s))
    ORDER BY priority DESC, run_at, seq
    LIMIT %(limit)s
      FOR UPDATE SKIP LOCKED

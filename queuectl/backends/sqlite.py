@@ -241,7 +241,7 @@ class SqliteBackend:
         with self._tx() as conn:
             now = time.time()
             params = {"now": now, "limit": len(slot_ids), "queues": json.dumps(list(queues))}
-            picked = conn.execute(Q["claim_queues" if queues else "claim"], params).fetchall()
+            picked = conn.execute(Q["claim"], params).fetchall()
             for slot, row in zip(slot_ids, picked, strict=False):
                 claimed = conn.execute(
                     Q["claim_one"],

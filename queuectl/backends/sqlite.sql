@@ -17,13 +17,7 @@ SELECT * FROM queuectl_jobs WHERE id IN (SELECT value FROM json_each(:ids));
 -- UPDATEs that follow, so no two claimers can pick the same row.
 SELECT id FROM queuectl_jobs
  WHERE state IN ('pending', 'failed') AND run_at <= :now
- ORDER BY priority DESC, run_at, seq
- LIMIT :limit;
-
--- name: claim_queues
-SELECT id FROM queuectl_jobs
- WHERE state IN ('pending', 'failed') AND run_at <= :now
-   AND queue IN (SELECT value FROM json_each(:queues))
+   AND (json_array_length(:queues) = 0 OR queue IN (SELECT value FROM json_each(:queues)))
  ORDER BY priority DESC, run_at, seq
  LIMIT :limit;
 
