@@ -18,8 +18,8 @@ demo: venv  ## a real demo on the embedded SQLite default
 	PY=$(PY) scripts/demo.sh
 
 lint: venv
-	$(VENV)/bin/ruff format --check queuectl tests
-	$(VENV)/bin/ruff check queuectl tests
+	$(VENV)/bin/ruff format --check queuectl tests benchmarks
+	$(VENV)/bin/ruff check queuectl tests benchmarks
 	$(VENV)/bin/mypy
 
 unit: venv  ## no services needed

@@ -1,6 +1,6 @@
 """Wall time of CLI commands on SQLite: median (and min/max) of N runs each.
 
-    .venv/bin/python benchmarks/cli_timing.py [--runs 10]
+.venv/bin/python benchmarks/cli_timing.py [--runs 10]
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 Q = [sys.executable, "-m", "queuectl"]
 COMMAND = 'if [ "$QUEUECTL_ATTEMPT" = 1 ]; then sleep 120; fi'
@@ -38,7 +39,7 @@ def worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def one_run(env: dict[str, str], n: int, *, survivor_running: bool) -> tuple[float, float]:
-    job_id = f"victim-{n}-{int(survivor_running)}"
+    job_id = f"victim-{uuid.uuid4().hex[:8]}"
     cli(env, "enqueue", json.dumps({"id": job_id, "command": COMMAND}))
     victim = worker(env)
     while state(env, job_id) != "processing":
@@ -79,9 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--postgres", default=os.environ.get("QUEUECTL_TEST_DATABASE_URL"))
+    parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        urls = {"sqlite": f"sqlite:///{tmp}/recovery.db"}
+        urls: dict[str, str] = {} if args.skip_sqlite else {"sqlite": f"sqlite:///{tmp}/recovery.db"}
         if args.postgres:
             urls["postgres"] = args.postgres
         for name, url in urls.items():

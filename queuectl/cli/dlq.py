@@ -19,7 +19,7 @@ app = typer.Typer(
 def list_dead(
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: output.JsonFlag = False,
 ) -> None:
     """Dead jobs, newest first, with their last error."""
     dead = CTX.backend().list_jobs(state=models.JobState.DEAD, queue=queue, limit=limit)
@@ -51,19 +51,32 @@ def list_dead(
 def retry(
     job_ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every dead job.")] = False,
+    as_json: output.JsonFlag = False,
 ) -> None:
     """Move dead jobs back to pending with attempts reset to 0 (max_retries kept)."""
     if bool(job_ids) == all_:
         raise errors.UsageError("give job ids or --all")
     backend = CTX.backend()
     if all_:
-        output.emit(f"retrying {backend.retry_all_dead()} dead jobs")
+        count = backend.retry_all_dead()
+        if as_json:
+            output.emit_json({"retried": count})
+        else:
+            output.emit(f"retrying {count} dead jobs")
         return
-    for job in backend.retry(job_ids or [], dead_only=True):
+    jobs = backend.retry(job_ids or [], dead_only=True)
+    if as_json:
+        output.emit_json([j.to_json() for j in jobs])
+        return
+    for job in jobs:
         output.emit(f"retrying {job.id}")
 
 
 @app.command()
-def purge() -> None:
+def purge(as_json: output.JsonFlag = False) -> None:
     """Delete every dead job and its attempts."""
-    output.emit(f"purged {CTX.backend().purge_dead()} dead jobs")
+    count = CTX.backend().purge_dead()
+    if as_json:
+        output.emit_json({"purged": count})
+    else:
+        output.emit(f"purged {count} dead jobs")

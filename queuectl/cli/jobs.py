@@ -14,7 +14,6 @@ from queuectl.cli import output, specs
 from queuectl.cli.context import CTX
 from queuectl.durations import format_duration
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 STATES = ", ".join(s.value for s in models.JobState)
 
 
@@ -119,7 +118,7 @@ def list_jobs(
     state: Annotated[str | None, typer.Option(help=f"Only this state: {STATES}.")] = None,
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many.")] = 100,
-    as_json: JsonFlag = False,
+    as_json: output.JsonFlag = False,
 ) -> None:
     """List jobs, newest first."""
     found = CTX.backend().list_jobs(state=_state(state), queue=queue, limit=limit)
@@ -159,7 +158,7 @@ def _when(job: models.Job, now: datetime) -> str:
 
 def show(
     job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False)],
-    as_json: JsonFlag = False,
+    as_json: output.JsonFlag = False,
 ) -> None:
     """A job with every attempt."""
     backend = CTX.backend()
@@ -250,7 +249,7 @@ def _pick_run(job_id: str, runs: list[models.Run], attempt: int | None) -> model
 
 def cancel(
     job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False)],
-    as_json: JsonFlag = False,
+    as_json: output.JsonFlag = False,
 ) -> None:
     """Cancel a pending or failed job; a running one is killed by its worker."""
     job = CTX.backend().cancel(job_id)
@@ -264,7 +263,7 @@ def cancel(
 
 def retry(
     job_ids: Annotated[list[str], typer.Argument(metavar="ID...", show_default=False)],
-    as_json: JsonFlag = False,
+    as_json: output.JsonFlag = False,
 ) -> None:
     """Run failed, dead or cancelled jobs again now (dead/cancelled start over at 0 attempts)."""
     done = CTX.backend().retry(job_ids)
@@ -276,7 +275,7 @@ def retry(
 
 
 def status(
-    as_json: JsonFlag = False,
+    as_json: output.JsonFlag = False,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every 2 s.")] = False,
 ) -> None:
     """Job counts per state and queue, live workers, DLQ size."""

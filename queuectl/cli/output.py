@@ -6,10 +6,14 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from queuectl import models
 from queuectl.durations import format_duration
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
 def emit_json(value: Any) -> None:

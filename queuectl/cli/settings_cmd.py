@@ -49,7 +49,7 @@ def get(key: Annotated[str, typer.Argument(metavar="KEY", show_default=False)]) 
 
 @app.command("list")
 def list_(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: output.JsonFlag = False,
 ) -> None:
     """Every key with its value and where it comes from."""
     current = _current()

@@ -75,7 +75,7 @@ def stop(
 
 @app.command("list")
 def list_workers(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: output.JsonFlag = False,
 ) -> None:
     """Live workers: id, host, pid, queues, current job, heartbeat age."""
     found = CTX.backend().list_workers(lease_ttl_s=CTX.settings.lease_ttl_s)

@@ -170,3 +170,21 @@ def test_default_database_is_shared_per_user(tmp_path: Path) -> None:
     assert (xdg / "queuectl" / "queuectl.db").exists()
     assert json.loads(run("show", "shared", "--json").stdout)["id"] == "shared"
     del a
+
+
+def test_dlq_retry_resets_attempts_and_purge_deletes(cli: Cli) -> None:
+    cli.enqueue({"id": "d", "command": "exit 9", "max_retries": 0})
+    assert cli("worker", "start", "--burst").returncode == 0
+    assert [j["id"] for j in cli.json("dlq", "list", "--json")] == ["d"]
+    (retried,) = cli.json("dlq", "retry", "d", "--json")
+    assert (retried["state"], retried["attempts"], retried["max_retries"]) == ("pending", 0, 0)
+    assert cli.json("dlq", "list", "--json") == []
+    assert cli("worker", "start", "--burst").returncode == 0
+    shown = cli.json("show", "d", "--json")
+    assert shown["state"] == "dead"
+    assert [r["attempt"] for r in shown["runs"]] == [1, 2]  # history kept across the retry
+    assert cli.json("dlq", "retry", "--all", "--json") == {"retried": 1}
+    assert cli("worker", "start", "--burst").returncode == 0
+    assert cli.json("dlq", "purge", "--json") == {"purged": 1}
+    assert cli("show", "d").returncode == 3
+    assert cli.json("status", "--json")["dlq"] == 0
