@@ -101,7 +101,8 @@ def test_command_not_found_is_a_failure(cli: Cli) -> None:
 
 def test_logs_follow_streams_a_running_job(cli: Cli) -> None:
     # non-ASCII: output is counted in bytes, and must not be cut or repeated mid-character
-    cli.enqueue({"id": "f", "command": "for i in 1 2 3; do echo ligne-é✓$i; sleep 1; done"})
+    # it runs 4 s: at least one 2 s heartbeat (which stores the output so far) falls inside
+    cli.enqueue({"id": "f", "command": "for i in 1 2 3 4; do echo ligne-é✓$i; sleep 1; done"})
     follow = subprocess.Popen(
         [*_cli_argv(), "logs", "f", "--follow"],
         env=cli.env(PYTHONIOENCODING="utf-8"),
@@ -117,7 +118,7 @@ def test_logs_follow_streams_a_running_job(cli: Cli) -> None:
     rest = follow.stdout.read()
     follow.stdout.close()
     assert follow.wait(timeout=20) == 0
-    assert first + rest == "ligne-é✓1\nligne-é✓2\nligne-é✓3\n"
+    assert first + rest == "".join(f"ligne-é✓{i}\n" for i in range(1, 5))
     assert worker.wait(timeout=20) == 0
 
 
