@@ -83,7 +83,9 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        urls: dict[str, str] = {} if args.skip_sqlite else {"sqlite": f"sqlite:///{tmp}/recovery.db"}
+        urls: dict[str, str] = (
+            {} if args.skip_sqlite else {"sqlite": f"sqlite:///{tmp}/recovery.db"}
+        )
         if args.postgres:
             urls["postgres"] = args.postgres
         for name, url in urls.items():
