@@ -200,6 +200,16 @@ class QueueStats:
 
 
 @dataclass(frozen=True, slots=True)
+class RunSample:
+    """One finished attempt, as `queuectl stats` sees it."""
+
+    queue: str
+    outcome: str
+    run_s: float
+    wait_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Queue policy from the database's settings table, shared by every worker."""
 

@@ -100,3 +100,6 @@ class Backend(Protocol):
     def policy(self) -> models.Policy: ...
 
     def stats(self, *, lease_ttl_s: float) -> models.QueueStats: ...
+
+    def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
+        """Attempts that finished in the last `since_s` seconds (in one queue, or all)."""

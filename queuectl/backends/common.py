@@ -62,6 +62,15 @@ def run_from_row(row: Mapping[str, Any], ts: ToTime) -> models.Run:
     )
 
 
+def sample_from_row(row: Mapping[str, Any]) -> models.RunSample:
+    return models.RunSample(
+        queue=row["queue"],
+        outcome=row["outcome"] or "unknown",
+        run_s=max(0.0, float(row["run_s"] or 0.0)),
+        wait_s=max(0.0, float(row["wait_s"] or 0.0)),
+    )
+
+
 def target_state(outcome: models.Outcome, retry_in: timedelta | None) -> models.JobState:
     """The state a finished attempt moves its job to (Backend.finish's docstring)."""
     kind = outcome.kind

@@ -352,6 +352,11 @@ class PostgresBackend:
             workers = _one(cur)
         return common.stats_from_counts(counts, workers["alive"], workers["busy"])
 
+    def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
+        with self._tx() as cur:
+            cur.execute(Q["run_samples"], {"since_s": since_s, "queue": queue})
+            return [common.sample_from_row(r) for r in cur.fetchall()]
+
 
 def _one(cur: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:
     row = cur.fetchone()

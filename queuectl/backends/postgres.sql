@@ -44,8 +44,8 @@ WITH picked AS (
    WHERE j.id = numbered.id
   RETURNING j.*
 ), runs AS (
-  INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at)
-  SELECT id, run_count, worker_id, started_at FROM claimed
+  INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at, queue, due_at)
+  SELECT id, run_count, worker_id, started_at, queue, run_at FROM claimed
 )
 SELECT * FROM claimed;
 
@@ -190,3 +190,12 @@ SELECT count(*) AS alive,
          AS busy
   FROM queuectl_workers w
  WHERE w.heartbeat_at >= now() - make_interval(secs => %(lease_s)s);
+
+-- name: run_samples
+-- Finished attempts in a time window: the raw material of `queuectl stats`.
+SELECT queue, outcome,
+       extract(epoch FROM finished_at - started_at)::float8 AS run_s,
+       greatest(extract(epoch FROM started_at - due_at), 0)::float8 AS wait_s
+  FROM queuectl_runs
+ WHERE finished_at >= now() - make_interval(secs => %(since_s)s)
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s);

@@ -51,8 +51,11 @@ CREATE TABLE queuectl_runs (
   error        text,
   output       text NOT NULL DEFAULT '',
   output_bytes bigint NOT NULL DEFAULT 0,
+  queue        text NOT NULL DEFAULT 'default',  -- copied at claim: stats need no join
+  due_at       timestamptz,                      -- the job's run_at when claimed: queue wait
   PRIMARY KEY (job_id, attempt)
 );
+CREATE INDEX queuectl_runs_finished ON queuectl_runs (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE queuectl_workers (
   id             text PRIMARY KEY,

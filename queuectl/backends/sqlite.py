@@ -261,6 +261,8 @@ class SqliteBackend:
                         "attempt": job.run_count,
                         "worker_id": slot,
                         "started_at": now,
+                        "queue": job.queue,
+                        "due_at": job.run_at.timestamp(),
                     },
                 )
                 jobs.append(job)
@@ -409,6 +411,10 @@ class SqliteBackend:
                 Q["count_workers"], {"now": time.time(), "lease_s": lease_ttl_s}
             ).fetchone()
         return common.stats_from_counts(counts, workers["alive"], workers["busy"])
+
+    def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
+        rows = self._read("run_samples", {"now": time.time(), "since_s": since_s, "queue": queue})
+        return [common.sample_from_row(r) for r in rows]
 
 
 def _timeout(requested: float | None, policy: models.Policy) -> float | None:

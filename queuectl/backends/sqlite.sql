@@ -31,8 +31,8 @@ UPDATE queuectl_jobs
 RETURNING *;
 
 -- name: insert_run
-INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at)
-VALUES (:job_id, :attempt, :worker_id, :started_at);
+INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at, queue, due_at)
+VALUES (:job_id, :attempt, :worker_id, :started_at, :queue, :due_at);
 
 -- name: finish
 -- The lease token guard: a worker whose lease was recovered matches no row here.
@@ -155,3 +155,10 @@ SELECT count(*) AS alive,
                              WHERE j.state = 'processing' AND j.worker_id = w.id)), 0) AS busy
   FROM queuectl_workers w
  WHERE w.heartbeat_at >= :now - :lease_s;
+
+-- name: run_samples
+-- Finished attempts in a time window: the raw material of `queuectl stats`.
+SELECT queue, outcome, finished_at - started_at AS run_s,
+       max(started_at - coalesce(due_at, started_at), 0) AS wait_s
+  FROM queuectl_runs
+ WHERE finished_at >= :now - :since_s AND (:queue IS NULL OR queue = :queue);

@@ -48,8 +48,11 @@ CREATE TABLE queuectl_runs (
   error        TEXT,
   output       TEXT NOT NULL DEFAULT '',
   output_bytes INTEGER NOT NULL DEFAULT 0,
+  queue        TEXT NOT NULL DEFAULT 'default',  -- copied at claim: stats need no join
+  due_at       REAL,                             -- the job's run_at when claimed: queue wait
   PRIMARY KEY (job_id, attempt)
 ) WITHOUT ROWID;
+CREATE INDEX queuectl_runs_finished ON queuectl_runs (finished_at) WHERE finished_at IS NOT NULL;
 
 CREATE TABLE queuectl_workers (
   id             TEXT PRIMARY KEY,

@@ -18,7 +18,7 @@ STATES = ", ".join(s.value for s in models.JobState)
 
 
 def register(app: typer.Typer) -> None:
-    for command in (enqueue, list_jobs, show, logs, cancel, retry, status):
+    for command in (enqueue, list_jobs, show, logs, cancel, retry, status, stats):
         name = "list" if command is list_jobs else command.__name__
         app.command(name)(command)
 
@@ -310,3 +310,63 @@ def _status_text(stats: models.QueueStats) -> str:
     lines.append(f"workers: {stats.workers} ({stats.busy_workers} busy)")
     lines.append(f"dlq: {stats.dlq}")
     return "\n".join(lines)
+
+
+def stats(
+    since: Annotated[
+        str, typer.Option(help="Window: attempts finished in the last 30m, 1h, 7d…")
+    ] = "1h",
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    as_json: output.JsonFlag = False,
+) -> None:
+    """Throughput, success rate and run/wait times of finished attempts, per queue."""
+    from queuectl import stats as stats_mod
+    from queuectl.durations import parse_duration
+
+    window_s = parse_duration(since, what="--since")
+    if window_s <= 0:
+        raise errors.UsageError("--since must be longer than 0s")
+    samples = CTX.backend().run_samples(since_s=window_s, queue=queue)
+    doc = stats_mod.summarize(samples, window_s=window_s)
+    if as_json:
+        output.emit_json(doc)
+        return
+    groups = {"(all)": doc["all"], **doc["queues"]}
+    output.emit(f"attempts finished in the last {format_duration(window_s)}")
+    output.emit(
+        output.table(
+            [
+                "queue",
+                "done",
+                "ok %",
+                "per min",
+                "run p50",
+                "run p95",
+                "run max",
+                "wait p50",
+                "wait p95",
+            ],
+            (
+                [
+                    name,
+                    g["finished"],
+                    _pct(g["success_rate"]),
+                    g["throughput_per_min"],
+                    _secs(g["run_s"]["p50"]),
+                    _secs(g["run_s"]["p95"]),
+                    _secs(g["run_s"]["max"]),
+                    _secs(g["wait_s"]["p50"]),
+                    _secs(g["wait_s"]["p95"]),
+                ]
+                for name, g in groups.items()
+            ),
+        )
+    )
+
+
+def _pct(rate: float | None) -> str | None:
+    return None if rate is None else f"{rate * 100:.1f}"
+
+
+def _secs(value: float | None) -> str | None:
+    return None if value is None else format_duration(value)

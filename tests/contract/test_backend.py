@@ -293,3 +293,21 @@ def test_missing_job_is_not_found(backend: Backend) -> None:
         backend.get_job("nope")
     with pytest.raises(errors.JobNotFound):
         backend.runs("nope")
+
+
+def test_run_samples_cover_finished_attempts_in_the_window(backend: Backend) -> None:
+    backend.enqueue([spec(id="a"), spec(id="b", queue="mail", max_retries=0), spec(id="c")])
+    a, b, c = claim(backend, 3)
+    time.sleep(0.05)
+    backend.finish(a, ok(), None)
+    backend.finish(b, failed(), None)
+    samples = backend.run_samples(since_s=60)
+    assert sorted((s.queue, s.outcome) for s in samples) == [
+        ("default", "succeeded"),
+        ("mail", "failed"),
+    ]  # c still runs: not a sample yet
+    assert all(0.04 < s.run_s < 5 and 0 <= s.wait_s < 5 for s in samples)
+    assert [s.queue for s in backend.run_samples(since_s=60, queue="mail")] == ["mail"]
+    time.sleep(0.2)
+    assert backend.run_samples(since_s=0.1) == []
+    del c

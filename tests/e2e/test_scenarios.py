@@ -188,3 +188,20 @@ def test_dlq_retry_resets_attempts_and_purge_deletes(cli: Cli) -> None:
     assert cli.json("dlq", "purge", "--json") == {"purged": 1}
     assert cli("show", "d").returncode == 3
     assert cli.json("status", "--json")["dlq"] == 0
+
+
+def test_stats_report_what_ran(cli: Cli) -> None:
+    for i in range(3):
+        cli.enqueue({"command": f"sleep 0.{i + 1}"})
+    cli.enqueue({"command": "exit 1", "max_retries": 0, "queue": "mail"})
+    assert cli("worker", "start", "--burst", "--count", "2").returncode == 0
+    doc = cli.json("stats", "--json", "--since", "10m")
+    assert doc["window_s"] == 600
+    assert (doc["all"]["finished"], doc["all"]["succeeded"]) == (4, 3)
+    assert doc["queues"]["mail"]["success_rate"] == 0.0
+    assert 0.1 <= doc["queues"]["default"]["run_s"]["p50"] < 1.0
+    assert doc["queues"]["default"]["run_s"]["max"] >= 0.3
+    human = cli("stats")
+    assert human.returncode == 0
+    assert "mail" in human.stdout
+    assert cli("stats", "--since", "0s").returncode == 2
