@@ -32,6 +32,7 @@ class Settings:
     poll_interval_s: float = 1.0  # the longest an idle worker waits before looking again
     kill_grace_s: float = 5.0  # SIGTERM -> SIGKILL for timed-out or cancelled jobs
     hostname: str = ""  # how this host is named in leases (default: the OS hostname)
+    leader_ttl_s: float = 10.0  # an orchestrator leader that stops renewing is replaced after
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -44,6 +45,7 @@ _ENV = {
     "poll_interval_s": "QUEUECTL_POLL_INTERVAL",
     "kill_grace_s": "QUEUECTL_KILL_GRACE",
     "hostname": "QUEUECTL_HOSTNAME",
+    "leader_ttl_s": "QUEUECTL_LEADER_TTL",
     "log_format": "QUEUECTL_LOG_FORMAT",
     "log_level": "QUEUECTL_LOG_LEVEL",
 }
@@ -218,6 +220,18 @@ POLICY_KEYS: dict[str, PolicyKey] = {
             "output_limit",
             _int_at_least(1024),
             "bytes of each attempt's output kept (the tail)",
+        ),
+        PolicyKey(
+            "retention-completed",
+            "retention_completed_s",
+            _seconds(nullable=True, most=10 * MAX_POLICY_SECONDS),
+            "completed and cancelled jobs are deleted this long after finishing (none = keep)",
+        ),
+        PolicyKey(
+            "retention-dead",
+            "retention_dead_s",
+            _seconds(nullable=True, most=10 * MAX_POLICY_SECONDS),
+            "dead jobs (the DLQ) are purged this long after dying (none = keep)",
         ),
     )
 }

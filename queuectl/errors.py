@@ -10,6 +10,7 @@
     - JobNotFound            exit 3
   + InvalidTransition        exit 4  e.g. retrying a pending job
     - DuplicateJob           exit 4  an id that already exists
+    - DuplicateSchedule      exit 4  a schedule name that already exists
 """
 
 
@@ -54,4 +55,8 @@ class InvalidTransition(QueuectlError):
 
 
 class DuplicateJob(InvalidTransition):
+    pass
+
+
+class DuplicateSchedule(InvalidTransition):
     pass

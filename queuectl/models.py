@@ -57,6 +57,7 @@ class JobSpec:
     run_at: datetime | None = None
     timeout_s: float | None = None
     max_retries: int | None = None
+    expires_at: datetime | None = None  # not run by then: dead-lettered instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ class Job:
     lease_token: int = 0
     run_count: int = 0  # runs ever started; numbers the attempts in `show` and `logs`
     cancel_requested: bool = False
+    expires_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The contract's JSON shape (DESIGN.md §1): snake_case, RFC 3339 UTC times."""
@@ -100,6 +102,7 @@ class Job:
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
             "worker_id": self.worker_id,
+            "expires_at": iso(self.expires_at),
         }
 
 
@@ -200,6 +203,38 @@ class QueueStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Schedule:
+    """A recurring job: `command` enqueued once per slot of the `cron` expression."""
+
+    name: str
+    cron: str
+    command: str
+    queue: str = "default"
+    priority: int = 0
+    timeout_s: float | None = None
+    max_retries: int | None = None
+    paused: bool = False
+    created_at: datetime | None = None
+    last_slot: datetime | None = None
+    fired: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "cron": self.cron,
+            "command": self.command,
+            "queue": self.queue,
+            "priority": self.priority,
+            "timeout": self.timeout_s,
+            "max_retries": self.max_retries,
+            "paused": self.paused,
+            "created_at": iso(self.created_at),
+            "last_slot": iso(self.last_slot),
+            "fired": self.fired,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RunSample:
     """One finished attempt, as `queuectl stats` sees it."""
 
@@ -219,6 +254,8 @@ class Policy:
     backoff_jitter: float = 0.0
     job_timeout_s: float | None = None
     output_limit: int = 65536
+    retention_completed_s: float | None = 7 * 86400.0
+    retention_dead_s: float | None = 30 * 86400.0
 
     def replace(self, **changes: Any) -> Policy:
         return dataclasses.replace(self, **changes)

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -15,6 +16,10 @@ from queuectl import errors, models, retry
 from queuectl.backends.base import Backend
 from queuectl.config import Settings
 from queuectl.runner import Runner, job_env, kill_orphans, spawn_failure
+
+if TYPE_CHECKING:  # composed by the CLI; the worker only calls them
+    from queuectl.metrics import Metrics
+    from queuectl.orchestrator import Orchestrator
 
 log = structlog.get_logger("queuectl.worker")
 
@@ -47,9 +52,13 @@ class Worker:
         queues: Sequence[str] = (),
         host: str | None = None,
         environ: Mapping[str, str] = os.environ,
+        metrics: Metrics | None = None,
+        embedded_orchestrator: Orchestrator | None = None,
     ) -> None:
         self.backend = backend
         self.settings = settings
+        self.metrics = metrics
+        self.orchestrator = embedded_orchestrator
         self.queues = tuple(queues)
         self.host = host or settings.hostname or socket.gethostname()
         self.pid = os.getpid()
@@ -62,6 +71,7 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._beat_stop = threading.Event()
+        self._beat_now = threading.Event()  # a control notification: heartbeat at once
         self._policy = models.Policy()
         self._next_due = float("inf")  # monotonic time a retry this process scheduled falls due
         self._signals = 0
@@ -116,13 +126,29 @@ class Worker:
         self._recover()  # a crash before this start is recovered now, not a sweep later
         beat = threading.Thread(target=self._beat_loop, name="queuectl-heartbeat", daemon=True)
         beat.start()
+        helpers = [
+            threading.Thread(target=self._listen, name="queuectl-listen", daemon=True),
+        ]
+        if self.orchestrator is not None:
+            helpers.append(
+                threading.Thread(target=self.orchestrator.run, name="queuectl-orch", daemon=True)
+            )
+        for thread in helpers:
+            thread.start()
+        if self.metrics is not None:
+            self.metrics.slots.set(len(self.slot_ids))
         self._log.info("worker_started", slots=len(self.slot_ids), queues=list(self.queues) or "*")
         try:
             self._dispatch(burst=burst)
         finally:
             self._drain()
             self._beat_stop.set()
+            self._beat_now.set()
+            if self.orchestrator is not None:
+                self.orchestrator.stop()
             beat.join(timeout=self.settings.heartbeat_s + 5)
+            for thread in helpers:
+                thread.join(timeout=5)
             try:
                 self.backend.deregister_workers(self.slot_ids)
             except errors.BackendError as exc:
@@ -148,6 +174,9 @@ class Worker:
                     )
                 except errors.BackendError as exc:
                     self._log.warning("claim_failed", error=str(exc))
+                    self._db_error("claim")
+                if self.metrics is not None:
+                    self.metrics.claim_latency.observe(time.monotonic() - asked_at)
                 with self._lock:
                     taken = {j.worker_id for j in claimed}
                     self._free.extend(s for s in free if s not in taken)
@@ -196,8 +225,11 @@ class Worker:
     def _execute(self, job: models.Job) -> None:
         bound = self._log.bind(job_id=job.id, queue=job.queue, worker_id=job.worker_id)
         bound.info("job_claimed", attempt=job.attempts, command=job.command[:200])
+        self._observe_start(job)
         try:
-            self._finish(job, self._run(job, bound), bound)
+            outcome = self._run(job, bound)
+            self._observe_end(job, outcome)
+            self._finish(job, outcome, bound)
         except Exception:  # a bug here must not take the slot (or the worker) down with it
             bound.exception("job_crashed")
         finally:
@@ -263,6 +295,7 @@ class Worker:
                 break
             except errors.BackendError as exc:
                 bound.warning("finish_failed", error=str(exc), try_=attempt)
+                self._db_error("finish")
                 time.sleep(min(2.0**attempt * 0.1, 2.0))
         else:
             bound.error("finish_gave_up", note="the lease will expire and the job run again")
@@ -280,9 +313,28 @@ class Worker:
         )
 
     # --- heartbeat and recovery -----------------------------------------------------------------
+    def _listen(self) -> None:
+        """Postgres LISTEN: an enqueue, retry or due job wakes the claim loop at once; a
+        cancel or stop makes the heartbeat run at once. Polling remains the fallback."""
+
+        def on_notify(channel: str, payload: str) -> None:
+            if channel == "queuectl_control":
+                self._beat_now.set()
+            else:
+                self._wake.set()
+
+        def on_error(error: str) -> None:
+            self._log.warning("listen_failed", error=error, note="polling until reconnected")
+
+        self.backend.listen(on_notify, self._beat_stop, on_error=on_error)
+
     def _beat_loop(self) -> None:
         next_recovery = time.monotonic() + self.settings.recovery_every_s
-        while not self._beat_stop.wait(self.settings.heartbeat_s):
+        while True:
+            self._beat_now.wait(self.settings.heartbeat_s)
+            self._beat_now.clear()
+            if self._beat_stop.is_set():
+                return
             # this thread renews every lease of the process: nothing may end it early
             try:
                 self._heartbeat()
@@ -316,6 +368,7 @@ class Worker:
             )
         except errors.BackendError as exc:
             self._log.warning("heartbeat_failed", error=str(exc))
+            self._db_error("heartbeat")
             return
         for slot in slots:
             if slot.job.id not in control.lost:
@@ -346,10 +399,13 @@ class Worker:
             self._policy = self.backend.policy()
         except errors.BackendError as exc:
             self._log.warning("recovery_failed", error=str(exc))
+            self._db_error("recover")
             return
         except Exception:  # never let one bad row stop recovery for good
             self._log.exception("recovery_crashed")
             return
+        if self.metrics is not None and recovered:
+            self.metrics.recovered.inc(len(recovered))
         for job in recovered:
             self._log.warning(
                 "job_recovered",
@@ -358,3 +414,23 @@ class Worker:
                 lost_worker=job.worker_id,
                 attempt=job.attempts,
             )
+
+    def _observe_start(self, job: models.Job) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.claimed.labels(queue=job.queue).inc()
+        if job.started_at is not None:
+            wait = (job.started_at - job.run_at).total_seconds()
+            self.metrics.queue_wait.labels(queue=job.queue).observe(max(0.0, wait))
+        self.metrics.busy_slots.inc()
+
+    def _observe_end(self, job: models.Job, outcome: models.Outcome) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.busy_slots.dec()
+        self.metrics.finished.labels(queue=job.queue, outcome=str(outcome.kind)).inc()
+        self.metrics.run_duration.labels(queue=job.queue).observe(outcome.duration_s)
+
+    def _db_error(self, operation: str) -> None:
+        if self.metrics is not None:
+            self.metrics.db_errors.labels(operation=operation).inc()

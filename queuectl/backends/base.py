@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from queuectl import models
@@ -103,3 +104,52 @@ class Backend(Protocol):
 
     def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
         """Attempts that finished in the last `since_s` seconds (in one queue, or all)."""
+
+    # --- orchestrator -------------------------------------------------------------------------
+    def acquire_leadership(self, name: str, holder: str, *, ttl_s: float) -> bool:
+        """Take the named lease when free or expired, or renew it when `holder` has it."""
+
+    def release_leadership(self, name: str, holder: str) -> None: ...
+
+    def leader(self, name: str) -> str | None:
+        """The holder of an unexpired lease, if any."""
+
+    def add_schedule(self, schedule: models.Schedule) -> models.Schedule:
+        """DuplicateSchedule when the name is taken."""
+
+    def list_schedules(self) -> list[models.Schedule]: ...
+
+    def remove_schedule(self, name: str) -> None:
+        """NotFound when absent; jobs it already enqueued stay."""
+
+    def pause_schedule(
+        self, name: str, *, paused: bool, skip_to: datetime | None = None
+    ) -> models.Schedule:
+        """Pause or resume; `skip_to` marks slots up to it as done (no backlog on resume)."""
+
+    def fire_schedule(self, name: str, slot: datetime) -> bool:
+        """Enqueue the schedule's job for `slot` unless that slot (or a later one) already
+        fired or the schedule is paused; True when a job was enqueued. Exactly once per slot,
+        however many orchestrators call it."""
+
+    def expire_jobs(self) -> int:
+        """Pending or failed jobs past their expires_at -> dead ('expired before it ran')."""
+
+    def prune_finished(self, state: models.JobState, *, older_than_s: float) -> int:
+        """Delete jobs in a final state that finished longer ago than `older_than_s`."""
+
+    def notify_due(self, *, window_s: float) -> int:
+        """Wake workers for jobs that fell due in the last `window_s` (Postgres NOTIFY)."""
+
+    def oldest_due(self) -> dict[str, float]:
+        """Per queue: seconds the oldest due, unclaimed job has waited."""
+
+    def listen(
+        self,
+        on_notify: Callable[[str, str], None],
+        stop: threading.Event,
+        *,
+        on_error: Callable[[str], None] | None = None,
+    ) -> bool:
+        """Block delivering notifications (channel, payload) until `stop`; False at once
+        when the backend has none (SQLite)."""

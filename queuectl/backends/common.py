@@ -43,6 +43,7 @@ def job_from_row(row: Mapping[str, Any], ts: ToTime) -> models.Job:
         worker_id=row["worker_id"],
         lease_token=row["lease_token"],
         run_count=row["run_count"],
+        expires_at=opt(row["expires_at"]),
         cancel_requested=bool(row["cancel_requested"]),
     )
 
@@ -158,3 +159,36 @@ def stats_from_counts(
         workers=int(alive),
         busy_workers=int(busy),
     )
+
+
+def schedule_from_row(row: Mapping[str, Any], ts: ToTime) -> models.Schedule:
+    return models.Schedule(
+        name=row["name"],
+        cron=row["cron"],
+        command=row["command"],
+        queue=row["queue"],
+        priority=row["priority"],
+        timeout_s=row["timeout_s"],
+        max_retries=row["max_retries"],
+        paused=bool(row["paused"]),
+        created_at=ts(row["created_at"]),
+        last_slot=None if row["last_slot"] is None else ts(row["last_slot"]),
+        fired=row["fired"],
+    )
+
+
+def cron_job_id(name: str, slot: datetime) -> str:
+    """One id per schedule and slot: the unique key that makes each slot fire once."""
+    return f"{name}:{slot.strftime('%Y%m%dT%H%MZ')}"
+
+
+def schedule_params(schedule: models.Schedule) -> dict[str, Any]:
+    return {
+        "name": schedule.name,
+        "cron": schedule.cron,
+        "command": schedule.command,
+        "queue": schedule.queue,
+        "priority": schedule.priority,
+        "timeout_s": schedule.timeout_s,
+        "max_retries": schedule.max_retries,
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -138,10 +138,12 @@ class PostgresBackend:
             "run_ats": [s.run_at for s in specs],
             "timeouts": [s.timeout_s for s in specs],
             "max_retries": [s.max_retries for s in specs],
+            "expires": [s.expires_at for s in specs],
         }
         with self._tx() as cur:
             cur.execute(Q["enqueue"], params)
             by_id = {r["id"]: r for r in cur.fetchall()}
+            _notify(cur, {r["queue"] for r in by_id.values() if r["run_at"] <= r["created_at"]})
         return [common.job_from_row(by_id[i], _ts) for i in job_ids]
 
     def get_job(self, job_id: str) -> models.Job:
@@ -186,6 +188,9 @@ class PostgresBackend:
             common.check_transition(job, action="cancel", allowed=common.CANCELLABLE)
             query = "cancel_running" if job.state is models.JobState.PROCESSING else "cancel_now"
             cur.execute(Q[query], {"id": job_id})
+            if job.state is models.JobState.PROCESSING:
+                # its worker heartbeats at once instead of within 2 s, and kills the job
+                cur.execute("SELECT pg_notify('queuectl_control', %s)", (job.worker_id or "",))
             return common.job_from_row(_one(cur), _ts)
 
     def retry(self, job_ids: Sequence[str], *, dead_only: bool = False) -> list[models.Job]:
@@ -195,12 +200,15 @@ class PostgresBackend:
                 common.check_transition(job, action="retry", allowed=allowed)
             cur.execute(Q["retry"], {"ids": list(job_ids)})
             by_id = {r["id"]: common.job_from_row(r, _ts) for r in cur.fetchall()}
+            _notify(cur, {j.queue for j in by_id.values()})
         return [by_id[i] for i in job_ids]
 
     def retry_all_dead(self) -> int:
         with self._tx() as cur:
             cur.execute(Q["retry_all_dead"])
-            return cur.rowcount
+            count = cur.rowcount
+            _notify(cur, {"*"} if count else set())
+            return count
 
     def purge_dead(self) -> int:
         with self._tx() as cur:
@@ -324,7 +332,10 @@ class PostgresBackend:
     def request_stop(self, *, lease_ttl_s: float) -> list[str]:
         with self._tx() as cur:
             cur.execute(Q["request_stop"], {"lease_s": lease_ttl_s})
-            return [r["id"] for r in cur.fetchall()]
+            stopped = [r["id"] for r in cur.fetchall()]
+            if stopped:
+                cur.execute("SELECT pg_notify('queuectl_control', 'stop')")
+            return stopped
 
     def has_work(self, queues: Sequence[str]) -> bool:
         with self._tx() as cur:
@@ -357,8 +368,114 @@ class PostgresBackend:
             cur.execute(Q["run_samples"], {"since_s": since_s, "queue": queue})
             return [common.sample_from_row(r) for r in cur.fetchall()]
 
+    # --- orchestrator -------------------------------------------------------------------------
+    def acquire_leadership(self, name: str, holder: str, *, ttl_s: float) -> bool:
+        with self._tx() as cur:
+            cur.execute(Q["acquire_leader"], {"name": name, "holder": holder, "ttl_s": ttl_s})
+            return cur.fetchone() is not None
+
+    def release_leadership(self, name: str, holder: str) -> None:
+        with self._tx() as cur:
+            cur.execute(Q["release_leader"], {"name": name, "holder": holder})
+
+    def leader(self, name: str) -> str | None:
+        with self._tx() as cur:
+            cur.execute(Q["get_leader"], {"name": name})
+            row = cur.fetchone()
+        return None if row is None else str(row["holder"])
+
+    def add_schedule(self, schedule: models.Schedule) -> models.Schedule:
+        try:
+            with self._tx() as cur:
+                cur.execute(Q["add_schedule"], common.schedule_params(schedule))
+                return common.schedule_from_row(_one(cur), _ts)
+        except errors.DuplicateJob:
+            raise errors.DuplicateSchedule(
+                f"a schedule named {schedule.name!r} already exists"
+            ) from None
+
+    def list_schedules(self) -> list[models.Schedule]:
+        with self._tx() as cur:
+            cur.execute(Q["list_schedules"])
+            return [common.schedule_from_row(r, _ts) for r in cur.fetchall()]
+
+    def remove_schedule(self, name: str) -> None:
+        with self._tx() as cur:
+            cur.execute(Q["remove_schedule"], {"name": name})
+            if cur.fetchone() is None:
+                raise errors.NotFound(f"no schedule named {name!r}")
+
+    def pause_schedule(
+        self, name: str, *, paused: bool, skip_to: datetime | None = None
+    ) -> models.Schedule:
+        with self._tx() as cur:
+            cur.execute(Q["pause_schedule"], {"name": name, "paused": paused, "skip_to": skip_to})
+            row = cur.fetchone()
+        if row is None:
+            raise errors.NotFound(f"no schedule named {name!r}")
+        return common.schedule_from_row(row, _ts)
+
+    def fire_schedule(self, name: str, slot: datetime) -> bool:
+        params = {"name": name, "slot": slot, "job_id": common.cron_job_id(name, slot)}
+        with self._tx() as cur:
+            cur.execute(Q["fire_schedule"], params)
+            fired = bool(_one(cur)["fired"])
+            if fired:
+                _notify(cur, {"*"})
+            return fired
+
+    def expire_jobs(self) -> int:
+        with self._tx() as cur:
+            cur.execute(Q["expire_jobs"])
+            return cur.rowcount
+
+    def prune_finished(self, state: models.JobState, *, older_than_s: float) -> int:
+        with self._tx() as cur:
+            cur.execute(Q["prune_finished"], {"state": str(state), "age_s": older_than_s})
+            return cur.rowcount
+
+    def notify_due(self, *, window_s: float) -> int:
+        with self._tx() as cur:
+            cur.execute(Q["notify_due"], {"window_s": window_s})
+            return len(cur.fetchall())
+
+    def oldest_due(self) -> dict[str, float]:
+        with self._tx() as cur:
+            cur.execute(Q["oldest_due"])
+            return {r["queue"]: max(0.0, float(r["age_s"])) for r in cur.fetchall()}
+
+    def listen(
+        self,
+        on_notify: Callable[[str, str], None],
+        stop: threading.Event,
+        *,
+        on_error: Callable[[str], None] | None = None,
+    ) -> bool:
+        """Deliver wake-up and control notifications until `stop`; re-listen after a lost
+        connection. Returns at once with False on backends without notifications."""
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.url, **self._kwargs) as conn:
+                    conn.execute("LISTEN queuectl_wake")
+                    conn.execute("LISTEN queuectl_control")
+                    on_notify("queuectl_wake", "")  # whatever was missed while not listening
+                    while not stop.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            on_notify(note.channel, note.payload)
+            except psycopg.Error as exc:
+                if on_error is not None:
+                    on_error(_first_line(exc))
+                stop.wait(1.0)
+        return True
+
 
 def _one(cur: psycopg.Cursor[dict[str, Any]]) -> dict[str, Any]:
     row = cur.fetchone()
     assert row is not None
     return row
+
+
+def _notify(cur: psycopg.Cursor[dict[str, Any]], queues: set[str]) -> None:
+    """Wake idle workers of these queues when the transaction commits (LISTEN/NOTIFY)."""
+    if queues:
+        cur.execute(Q["notify_queues"], {"queues": sorted(queues)})

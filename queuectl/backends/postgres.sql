@@ -3,7 +3,8 @@
 -- name: enqueue
 -- One statement for a whole batch: unnest() turns the column arrays into rows, and
 -- ORDER BY ord hands out seq (the FIFO tie-break) in input order.
-INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries)
+INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries,
+                           expires_at)
 SELECT u.id, u.command, u.queue, u.priority, COALESCE(u.run_at, now()),
        CASE WHEN u.timeout_s IS NULL THEN
               (SELECT NULLIF(value, 'none')::float8 FROM queuectl_settings
@@ -11,11 +12,13 @@ SELECT u.id, u.command, u.queue, u.priority, COALESCE(u.run_at, now()),
             WHEN u.timeout_s = 0 THEN NULL
             ELSE u.timeout_s END,
        COALESCE(u.max_retries,
-                (SELECT value::int FROM queuectl_settings WHERE key = 'max-retries'), 3)
+                (SELECT value::int FROM queuectl_settings WHERE key = 'max-retries'), 3),
+       u.expires_at
   FROM unnest(%(ids)s::text[], %(commands)s::text[], %(queues)s::text[],
               %(priorities)s::int[], %(run_ats)s::timestamptz[], %(timeouts)s::float8[],
-              %(max_retries)s::int[])
-       WITH ORDINALITY AS u(id, command, queue, priority, run_at, timeout_s, max_retries, ord)
+              %(max_retries)s::int[], %(expires)s::timestamptz[])
+       WITH ORDINALITY
+       AS u(id, command, queue, priority, run_at, timeout_s, max_retries, expires_at, ord)
  ORDER BY u.ord
 RETURNING *;
 
@@ -29,6 +32,7 @@ WITH picked AS (
   SELECT id FROM queuectl_jobs
    WHERE state IN ('pending', 'failed') AND run_at <= now()
      AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s))
+     AND (expires_at IS NULL OR expires_at > now())  -- expired: the DLQ sweep takes it
    ORDER BY priority DESC, run_at, seq
    LIMIT %(limit)s
      FOR UPDATE SKIP LOCKED
@@ -199,3 +203,98 @@ SELECT queue, outcome,
   FROM queuectl_runs
  WHERE finished_at >= now() - make_interval(secs => %(since_s)s)
    AND (%(queue)s::text IS NULL OR queue = %(queue)s);
+
+-- name: acquire_leader
+-- Take the lease if it is free or expired, or renew it if we hold it; no row back means
+-- another holder's lease is still valid.
+INSERT INTO queuectl_leader (name, holder, expires_at)
+VALUES (%(name)s, %(holder)s, now() + make_interval(secs => %(ttl_s)s))
+ON CONFLICT (name) DO UPDATE
+   SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at,
+       acquired_at = CASE WHEN queuectl_leader.holder = EXCLUDED.holder
+                          THEN queuectl_leader.acquired_at ELSE now() END
+ WHERE queuectl_leader.holder = EXCLUDED.holder OR queuectl_leader.expires_at < now()
+RETURNING holder;
+
+-- name: release_leader
+DELETE FROM queuectl_leader WHERE name = %(name)s AND holder = %(holder)s;
+
+-- name: get_leader
+SELECT holder, extract(epoch FROM expires_at - now())::float8 AS ttl_left_s
+  FROM queuectl_leader WHERE name = %(name)s AND expires_at >= now();
+
+-- name: add_schedule
+INSERT INTO queuectl_schedules (name, cron, command, queue, priority, timeout_s, max_retries)
+VALUES (%(name)s, %(cron)s, %(command)s, %(queue)s, %(priority)s, %(timeout_s)s,
+        %(max_retries)s)
+RETURNING *;
+
+-- name: list_schedules
+SELECT * FROM queuectl_schedules ORDER BY name;
+
+-- name: remove_schedule
+DELETE FROM queuectl_schedules WHERE name = %(name)s RETURNING name;
+
+-- name: pause_schedule
+UPDATE queuectl_schedules
+   SET paused = %(paused)s,
+       last_slot = CASE WHEN %(skip_to)s::timestamptz IS NULL THEN last_slot
+                        ELSE GREATEST(COALESCE(last_slot, %(skip_to)s), %(skip_to)s) END
+ WHERE name = %(name)s
+RETURNING *;
+
+-- name: fire_schedule
+-- The job id carries the slot: a second orchestrator (or a retried sweep) firing the same
+-- slot hits ON CONFLICT and inserts nothing, so each slot fires exactly once.
+WITH s AS (
+  SELECT * FROM queuectl_schedules
+   WHERE name = %(name)s AND NOT paused
+     AND (last_slot IS NULL OR last_slot < %(slot)s)
+     FOR UPDATE
+), job AS (
+  INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries)
+  SELECT %(job_id)s, s.command, s.queue, s.priority, now(),
+         CASE WHEN s.timeout_s IS NULL THEN
+                (SELECT NULLIF(value, 'none')::float8 FROM queuectl_settings
+                  WHERE key = 'job-timeout')
+              WHEN s.timeout_s = 0 THEN NULL
+              ELSE s.timeout_s END,
+         COALESCE(s.max_retries,
+                  (SELECT value::int FROM queuectl_settings WHERE key = 'max-retries'), 3)
+    FROM s
+  ON CONFLICT (id) DO NOTHING
+  RETURNING id
+), marked AS (
+  UPDATE queuectl_schedules q
+     SET last_slot = %(slot)s, fired = q.fired + (SELECT count(*) FROM job)
+    FROM s WHERE q.name = s.name
+)
+SELECT (SELECT count(*) FROM job) AS fired;
+
+-- name: expire_jobs
+-- A job whose expires_at passed before it ran is dead-lettered, not run late.
+UPDATE queuectl_jobs
+   SET state = 'dead', last_error = 'expired before it ran', updated_at = now(),
+       finished_at = now()
+ WHERE state IN ('pending', 'failed') AND expires_at IS NOT NULL AND expires_at < now();
+
+-- name: prune_finished
+DELETE FROM queuectl_jobs
+ WHERE state = %(state)s AND finished_at < now() - make_interval(secs => %(age_s)s);
+
+-- name: notify_due
+-- Delayed and retrying jobs that fell due since the last sweep wake the workers.
+SELECT pg_notify('queuectl_wake', queue)
+  FROM (SELECT DISTINCT queue FROM queuectl_jobs
+         WHERE state IN ('pending', 'failed')
+           AND run_at > now() - make_interval(secs => %(window_s)s) AND run_at <= now()) due;
+
+-- name: oldest_due
+SELECT queue, extract(epoch FROM now() - min(run_at))::float8 AS age_s
+  FROM queuectl_jobs
+ WHERE state IN ('pending', 'failed') AND run_at <= now()
+ GROUP BY queue;
+
+-- name: notify_queues
+-- Wake idle workers at once (delivered when the enqueueing transaction commits).
+SELECT pg_notify('queuectl_wake', q) FROM unnest(%(queues)s::text[]) AS q;

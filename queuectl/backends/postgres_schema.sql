@@ -72,3 +72,34 @@ CREATE TABLE queuectl_settings (
   value      text NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- name: v2
+-- Orchestrator: schedules, the leader lease, job expiry, and indexes for its sweeps.
+ALTER TABLE queuectl_jobs ADD COLUMN expires_at timestamptz;
+CREATE INDEX queuectl_jobs_due ON queuectl_jobs (run_at) WHERE state IN ('pending', 'failed');
+CREATE INDEX queuectl_jobs_expiring ON queuectl_jobs (expires_at)
+  WHERE expires_at IS NOT NULL AND state IN ('pending', 'failed');
+CREATE INDEX queuectl_jobs_finished ON queuectl_jobs (finished_at)
+  WHERE state IN ('completed', 'dead', 'cancelled');
+
+CREATE TABLE queuectl_schedules (
+  name        text PRIMARY KEY,
+  cron        text NOT NULL,
+  command     text NOT NULL,
+  queue       text NOT NULL DEFAULT 'default',
+  priority    integer NOT NULL DEFAULT 0,
+  timeout_s   double precision,
+  max_retries integer,
+  paused      boolean NOT NULL DEFAULT false,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  last_slot   timestamptz,  -- the newest slot fired: never fired twice, never before this
+  fired       integer NOT NULL DEFAULT 0
+);
+
+-- UNLOGGED (River's choice): a lease that a crash forgets is simply re-acquired.
+CREATE UNLOGGED TABLE queuectl_leader (
+  name        text PRIMARY KEY,
+  holder      text NOT NULL,
+  acquired_at timestamptz NOT NULL DEFAULT now(),
+  expires_at  timestamptz NOT NULL
+);

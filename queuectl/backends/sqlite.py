@@ -7,7 +7,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ def _translated() -> Iterator[None]:
                 f"the database has no queuectl schema ({text}): run `queuectl db migrate`"
             ) from None
         raise errors.BackendUnavailable(f"SQLite unavailable: {text}") from None
+    except sqlite3.IntegrityError as exc:
+        raise errors.BackendError(f"SQLite constraint failed: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise errors.BackendUnavailable(f"SQLite error: {exc}") from None
 
@@ -169,6 +171,7 @@ class SqliteBackend:
                         if spec.max_retries is None
                         else spec.max_retries,
                         "now": now,
+                        "expires_at": _epoch(spec.expires_at),
                     }
                     for job_id, spec in zip(job_ids, specs, strict=True)
                 ),
@@ -415,6 +418,101 @@ class SqliteBackend:
     def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
         rows = self._read("run_samples", {"now": time.time(), "since_s": since_s, "queue": queue})
         return [common.sample_from_row(r) for r in rows]
+
+    # --- orchestrator -------------------------------------------------------------------------
+    def acquire_leadership(self, name: str, holder: str, *, ttl_s: float) -> bool:
+        with self._tx() as conn:
+            params = {"name": name, "holder": holder, "ttl_s": ttl_s, "now": time.time()}
+            return conn.execute(Q["acquire_leader"], params).fetchone() is not None
+
+    def release_leadership(self, name: str, holder: str) -> None:
+        with self._tx() as conn:
+            conn.execute(Q["release_leader"], {"name": name, "holder": holder})
+
+    def leader(self, name: str) -> str | None:
+        rows = self._read("get_leader", {"name": name, "now": time.time()})
+        return str(rows[0]["holder"]) if rows else None
+
+    def add_schedule(self, schedule: models.Schedule) -> models.Schedule:
+        params = common.schedule_params(schedule) | {"now": time.time()}
+        with self._tx() as conn:
+            try:
+                row = conn.execute(Q["add_schedule"], params).fetchone()
+            except sqlite3.IntegrityError:
+                raise errors.DuplicateSchedule(
+                    f"a schedule named {schedule.name!r} already exists"
+                ) from None
+        return common.schedule_from_row(row, _ts)
+
+    def list_schedules(self) -> list[models.Schedule]:
+        return [common.schedule_from_row(r, _ts) for r in self._read("list_schedules", {})]
+
+    def remove_schedule(self, name: str) -> None:
+        with self._tx() as conn:
+            if conn.execute(Q["remove_schedule"], {"name": name}).fetchone() is None:
+                raise errors.NotFound(f"no schedule named {name!r}")
+
+    def pause_schedule(
+        self, name: str, *, paused: bool, skip_to: datetime | None = None
+    ) -> models.Schedule:
+        params = {"name": name, "paused": paused, "skip_to": _epoch(skip_to)}
+        with self._tx() as conn:
+            row = conn.execute(Q["pause_schedule"], params).fetchone()
+        if row is None:
+            raise errors.NotFound(f"no schedule named {name!r}")
+        return common.schedule_from_row(row, _ts)
+
+    def fire_schedule(self, name: str, slot: datetime) -> bool:
+        with self._tx() as conn:
+            row = conn.execute(
+                Q["schedule_to_fire"], {"name": name, "slot": slot.timestamp()}
+            ).fetchone()
+            if row is None:
+                return False
+            policy = self._policy(conn)
+            inserted = conn.execute(
+                Q["fire_schedule"],
+                {
+                    "job_id": common.cron_job_id(name, slot),
+                    "command": row["command"],
+                    "queue": row["queue"],
+                    "priority": row["priority"],
+                    "now": time.time(),
+                    "timeout_s": _timeout(row["timeout_s"], policy),
+                    "max_retries": policy.max_retries
+                    if row["max_retries"] is None
+                    else row["max_retries"],
+                },
+            ).rowcount
+            conn.execute(
+                Q["mark_schedule"], {"name": name, "slot": slot.timestamp(), "fired": inserted}
+            )
+        return inserted > 0
+
+    def expire_jobs(self) -> int:
+        with self._tx() as conn:
+            return conn.execute(Q["expire_jobs"], {"now": time.time()}).rowcount
+
+    def prune_finished(self, state: models.JobState, *, older_than_s: float) -> int:
+        with self._tx() as conn:
+            params = {"state": str(state), "age_s": older_than_s, "now": time.time()}
+            return conn.execute(Q["prune_finished"], params).rowcount
+
+    def notify_due(self, *, window_s: float) -> int:
+        return 0  # one host: workers poll the file with a short adaptive interval
+
+    def oldest_due(self) -> dict[str, float]:
+        rows = self._read("oldest_due", {"now": time.time()})
+        return {r["queue"]: max(0.0, float(r["age_s"])) for r in rows}
+
+    def listen(
+        self,
+        on_notify: Callable[[str, str], None],
+        stop: threading.Event,
+        *,
+        on_error: Callable[[str], None] | None = None,
+    ) -> bool:
+        return False  # no notifications in SQLite; workers poll
 
 
 def _timeout(requested: float | None, policy: models.Policy) -> float | None:

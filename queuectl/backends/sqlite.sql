@@ -3,8 +3,9 @@
 
 -- name: enqueue
 INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries,
-                           created_at, updated_at)
-VALUES (:id, :command, :queue, :priority, :run_at, :timeout_s, :max_retries, :now, :now);
+                           created_at, updated_at, expires_at)
+VALUES (:id, :command, :queue, :priority, :run_at, :timeout_s, :max_retries, :now, :now,
+        :expires_at);
 
 -- name: existing_ids
 SELECT id FROM queuectl_jobs WHERE id IN (SELECT value FROM json_each(:ids));
@@ -18,6 +19,7 @@ SELECT * FROM queuectl_jobs WHERE id IN (SELECT value FROM json_each(:ids));
 SELECT id FROM queuectl_jobs
  WHERE state IN ('pending', 'failed') AND run_at <= :now
    AND (json_array_length(:queues) = 0 OR queue IN (SELECT value FROM json_each(:queues)))
+   AND (expires_at IS NULL OR expires_at > :now)  -- expired: the DLQ sweep takes it
  ORDER BY priority DESC, run_at, seq
  LIMIT :limit;
 
@@ -162,3 +164,72 @@ SELECT queue, outcome, finished_at - started_at AS run_s,
        max(started_at - coalesce(due_at, started_at), 0) AS wait_s
   FROM queuectl_runs
  WHERE finished_at >= :now - :since_s AND (:queue IS NULL OR queue = :queue);
+
+-- name: acquire_leader
+-- Take the lease if it is free or expired, or renew it if we hold it; no row back means
+-- another holder's lease is still valid.
+INSERT INTO queuectl_leader (name, holder, acquired_at, expires_at)
+VALUES (:name, :holder, :now, :now + :ttl_s)
+ON CONFLICT (name) DO UPDATE
+   SET holder = excluded.holder, expires_at = excluded.expires_at,
+       acquired_at = CASE WHEN queuectl_leader.holder = excluded.holder
+                          THEN queuectl_leader.acquired_at ELSE excluded.acquired_at END
+ WHERE queuectl_leader.holder = excluded.holder OR queuectl_leader.expires_at < :now
+RETURNING holder;
+
+-- name: release_leader
+DELETE FROM queuectl_leader WHERE name = :name AND holder = :holder;
+
+-- name: get_leader
+SELECT holder, expires_at - :now AS ttl_left_s
+  FROM queuectl_leader WHERE name = :name AND expires_at >= :now;
+
+-- name: add_schedule
+INSERT INTO queuectl_schedules (name, cron, command, queue, priority, timeout_s, max_retries,
+                                created_at)
+VALUES (:name, :cron, :command, :queue, :priority, :timeout_s, :max_retries, :now)
+RETURNING *;
+
+-- name: list_schedules
+SELECT * FROM queuectl_schedules ORDER BY name;
+
+-- name: remove_schedule
+DELETE FROM queuectl_schedules WHERE name = :name RETURNING name;
+
+-- name: pause_schedule
+UPDATE queuectl_schedules
+   SET paused = :paused,
+       last_slot = CASE WHEN :skip_to IS NULL THEN last_slot
+                        ELSE max(coalesce(last_slot, :skip_to), :skip_to) END
+ WHERE name = :name
+RETURNING *;
+
+-- name: schedule_to_fire
+SELECT * FROM queuectl_schedules
+ WHERE name = :name AND NOT paused AND (last_slot IS NULL OR last_slot < :slot);
+
+-- name: fire_schedule
+-- The job id carries the slot: firing the same slot twice inserts nothing.
+INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries,
+                           created_at, updated_at)
+VALUES (:job_id, :command, :queue, :priority, :now, :timeout_s, :max_retries, :now, :now)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: mark_schedule
+UPDATE queuectl_schedules SET last_slot = :slot, fired = fired + :fired WHERE name = :name;
+
+-- name: expire_jobs
+-- A job whose expires_at passed before it ran is dead-lettered, not run late.
+UPDATE queuectl_jobs
+   SET state = 'dead', last_error = 'expired before it ran', updated_at = :now,
+       finished_at = :now
+ WHERE state IN ('pending', 'failed') AND expires_at IS NOT NULL AND expires_at < :now;
+
+-- name: prune_finished
+DELETE FROM queuectl_jobs WHERE state = :state AND finished_at < :now - :age_s;
+
+-- name: oldest_due
+SELECT queue, :now - min(run_at) AS age_s
+  FROM queuectl_jobs
+ WHERE state IN ('pending', 'failed') AND run_at <= :now
+ GROUP BY queue;

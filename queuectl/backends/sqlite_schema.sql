@@ -69,3 +69,33 @@ CREATE TABLE queuectl_settings (
   value      TEXT NOT NULL,
   updated_at REAL NOT NULL
 );
+
+-- name: v2
+-- Orchestrator: schedules, the leader lease, job expiry, and indexes for its sweeps.
+ALTER TABLE queuectl_jobs ADD COLUMN expires_at REAL;
+CREATE INDEX queuectl_jobs_due ON queuectl_jobs (run_at) WHERE state IN ('pending', 'failed');
+CREATE INDEX queuectl_jobs_expiring ON queuectl_jobs (expires_at)
+  WHERE expires_at IS NOT NULL AND state IN ('pending', 'failed');
+CREATE INDEX queuectl_jobs_finished ON queuectl_jobs (finished_at)
+  WHERE state IN ('completed', 'dead', 'cancelled');
+
+CREATE TABLE queuectl_schedules (
+  name        TEXT PRIMARY KEY,
+  cron        TEXT NOT NULL,
+  command     TEXT NOT NULL,
+  queue       TEXT NOT NULL DEFAULT 'default',
+  priority    INTEGER NOT NULL DEFAULT 0,
+  timeout_s   REAL,
+  max_retries INTEGER,
+  paused      INTEGER NOT NULL DEFAULT 0,
+  created_at  REAL NOT NULL,
+  last_slot   REAL,
+  fired       INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE queuectl_leader (
+  name        TEXT PRIMARY KEY,
+  holder      TEXT NOT NULL,
+  acquired_at REAL NOT NULL,
+  expires_at  REAL NOT NULL
+);

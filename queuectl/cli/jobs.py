@@ -57,6 +57,10 @@ def enqueue(
         ),
     ] = None,
     job_id: Annotated[str | None, typer.Option("--id", help="Job id (default: generated).")] = None,
+    ttl: Annotated[
+        str | None,
+        typer.Option(help="Dead-letter the job if it has not started within this (e.g. 1h)."),
+    ] = None,
 ) -> None:
     """Add a job (or many, from NDJSON) and print it as JSON."""
     flags = specs.Overrides(
@@ -67,6 +71,7 @@ def enqueue(
         run_at=run_at,
         timeout=timeout,
         max_retries=max_retries,
+        ttl=ttl,
     )
     sources = [s for s in (job, file, command) if s is not None]
     if len(sources) != 1:

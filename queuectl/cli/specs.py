@@ -26,7 +26,18 @@ _FRESH: dict[str, object] = {
     **dict.fromkeys(("last_error", "exit_code", "started_at", "finished_at", "worker_id")),
 }
 _IGNORED = {"created_at", "updated_at"}
-_FIELDS = {"id", "command", "queue", "priority", "run_at", "delay", "timeout", "max_retries"}
+_FIELDS = {
+    "id",
+    "command",
+    "queue",
+    "priority",
+    "run_at",
+    "delay",
+    "timeout",
+    "max_retries",
+    "ttl",
+    "expires_at",
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class Overrides:
     run_at: str | None = None
     timeout: str | None = None
     max_retries: int | None = None
+    ttl: str | None = None
 
 
 def parse_json_arg(text: str) -> models.JobSpec:
@@ -81,6 +93,8 @@ def spec_from_object(obj: object) -> models.JobSpec:
         raise errors.UsageError('missing required field "command"')
     if "run_at" in obj and "delay" in obj:
         raise errors.UsageError('give "run_at" or "delay", not both')
+    if obj.get("ttl") is not None and obj.get("expires_at") is not None:
+        raise errors.UsageError('give "ttl" or "expires_at", not both')
     return models.JobSpec(
         command=check_command(obj["command"]),
         id=None if obj.get("id") is None else check_id(obj["id"]),
@@ -91,6 +105,7 @@ def spec_from_object(obj: object) -> models.JobSpec:
         max_retries=None
         if obj.get("max_retries") is None
         else check_int(obj["max_retries"], "max_retries", low=0, high=MAX_RETRIES_CAP),
+        expires_at=_expires_at(obj),
     )
 
 
@@ -110,6 +125,8 @@ def apply_overrides(spec: models.JobSpec, flags: Overrides) -> models.JobSpec:
         changes["run_at"] = parse_time(flags.run_at, what="--run-at")
     if flags.timeout is not None:
         changes["timeout_s"] = _timeout(flags.timeout)
+    if flags.ttl is not None:
+        changes["expires_at"] = _after(_positive(parse_duration(flags.ttl, what="--ttl"), "--ttl"))
     if flags.max_retries is not None:
         changes["max_retries"] = check_int(
             flags.max_retries, "--max-retries", low=0, high=MAX_RETRIES_CAP
@@ -183,6 +200,24 @@ def _run_at(obj: Mapping[str, Any]) -> datetime | None:
     if obj.get("delay") is not None:
         return _after(_seconds(obj["delay"], "delay"))
     return None
+
+
+def _expires_at(obj: Mapping[str, Any]) -> datetime | None:
+    """`ttl` (seconds or 1h) from now, or an absolute `expires_at`: not run by then, the job
+    is dead-lettered instead of running late."""
+    if obj.get("expires_at") is not None:
+        if not isinstance(obj["expires_at"], str):
+            raise errors.UsageError('"expires_at" must be an RFC 3339 time string')
+        return parse_time(obj["expires_at"], what="expires_at")
+    if obj.get("ttl") is not None:
+        return _after(_positive(_seconds(obj["ttl"], "ttl"), "ttl"))
+    return None
+
+
+def _positive(seconds: float, name: str) -> float:
+    if seconds <= 0:
+        raise errors.UsageError(f"{name} must be longer than 0s")
+    return seconds
 
 
 def _after(seconds: float) -> datetime:

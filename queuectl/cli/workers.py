@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import time
-from types import FrameType
 from typing import Annotated
 
 import typer
 
 from queuectl import models
-from queuectl.cli import output
+from queuectl.cli import output, runtime
 from queuectl.cli.context import CTX
 
 app = typer.Typer(help="Run, stop and list workers.", no_args_is_help=True)
@@ -28,22 +26,31 @@ def start(
     burst: Annotated[
         bool, typer.Option("--burst", help="Exit once no job is due or waiting to retry.")
     ] = False,
+    metrics_port: runtime.MetricsPort = None,
 ) -> None:
     """Run workers in the foreground until stopped (SIGTERM/SIGINT drain; twice kills)."""
-    from queuectl import logs
     from queuectl.worker import Worker
 
-    settings = CTX.settings
-    logs.configure(fmt=settings.log_format, level=settings.log_level)
     # slots + heartbeat + claim loop share a few connections: a fleet must not need thousands
-    backend = CTX.backend(pool_size=min(count, 4) + 2)
-    worker = Worker(backend, settings, count=count, queues=queue or ())
+    backend, metrics = runtime.start_process(
+        "worker", pool_size=min(count, 4) + 2, metrics_port=metrics_port
+    )
+    orchestrator = None
+    if backend.url.startswith("sqlite") or "://" not in backend.url:
+        # one host, one command: the worker carries the orchestrator's duties (cron, DLQ
+        # expiry, retention); among several worker processes the leader lease picks one
+        from queuectl.orchestrator import Orchestrator
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        worker.signal_received()  # the worker acts on it from its main loop, within 0.25 s
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+        orchestrator = Orchestrator(backend, CTX.settings, metrics=metrics, embedded=True)
+    worker = Worker(
+        backend,
+        CTX.settings,
+        count=count,
+        queues=queue or (),
+        metrics=metrics,
+        embedded_orchestrator=orchestrator,
+    )
+    runtime.on_stop_signals(worker.signal_received)  # acted on within 0.25 s
     worker.run(burst=burst)
 
 

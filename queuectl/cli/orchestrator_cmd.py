@@ -1,0 +1,27 @@
+"""`queuectl orchestrator run`: the leader-elected sweeper, in the foreground."""
+
+from __future__ import annotations
+
+import typer
+
+from queuectl.cli import runtime
+from queuectl.cli.context import CTX
+
+app = typer.Typer(
+    help="Cron schedules, crash recovery, wake-ups, DLQ expiry and retention.",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def run(metrics_port: runtime.MetricsPort = None) -> None:
+    """Run until SIGTERM/SIGINT. Several may run: a leader lease makes one active."""
+    from queuectl.orchestrator import Orchestrator
+
+    backend, metrics = runtime.start_process("orchestrator", pool_size=2, metrics_port=metrics_port)
+    if metrics is not None:
+        # queue depth is computed here only, from the database, at scrape time
+        metrics.add_queue_collector(backend, lease_ttl_s=CTX.settings.lease_ttl_s)
+    orchestrator = Orchestrator(backend, CTX.settings, metrics=metrics)
+    runtime.on_stop_signals(orchestrator.request_stop)
+    orchestrator.run()

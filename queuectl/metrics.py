@@ -1,0 +1,147 @@
+"""Prometheus metrics: each process's counters and histograms, the orchestrator's database
+collector, and the /metrics HTTP server. Labels come from closed sets only (queue, state,
+outcome, sweep, operation): never job ids, commands or hostnames."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from queuectl import __version__, errors, models
+
+if TYPE_CHECKING:
+    from queuectl.backends.base import Backend
+
+# shell jobs run from milliseconds to hours; waits from "picked up at once" to "backlogged"
+RUN_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+CLAIM_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+log = logging.getLogger(__name__)
+
+
+class Metrics:
+    """Every metric a worker or orchestrator process exports, on one registry."""
+
+    def __init__(self, role: str) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        Info("queuectl_build", "Version of queuectl", registry=r).info(
+            {"version": __version__, "role": role}
+        )
+        self.claimed = Counter(
+            "queuectl_jobs_claimed", "Jobs claimed by this process", ["queue"], registry=r
+        )
+        self.finished = Counter(
+            "queuectl_jobs_completed",
+            "Attempts finished by this process, by queue and outcome",
+            ["queue", "outcome"],
+            registry=r,
+        )
+        self.run_duration = Histogram(
+            "queuectl_job_run_duration_seconds",
+            "Wall time of one attempt",
+            ["queue"],
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "queuectl_job_queue_wait_seconds",
+            "Time from a job falling due to its attempt starting",
+            ["queue"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.claim_latency = Histogram(
+            "queuectl_claim_duration_seconds",
+            "Round trip of one claim query",
+            buckets=CLAIM_BUCKETS,
+            registry=r,
+        )
+        self.busy_slots = Gauge("queuectl_worker_busy_slots", "Slots running a job", registry=r)
+        self.slots = Gauge("queuectl_worker_slots", "Job slots of this process", registry=r)
+        self.db_errors = Counter(
+            "queuectl_db_errors",
+            "Database operations that failed, by operation",
+            ["operation"],
+            registry=r,
+        )
+        self.recovered = Counter(
+            "queuectl_jobs_recovered",
+            "Jobs recovered by this process after their worker was lost",
+            registry=r,
+        )
+        self.schedules_fired = Counter(
+            "queuectl_schedules_fired", "Cron slots that enqueued a job", registry=r
+        )
+        self.sweeps = Counter(
+            "queuectl_sweep_runs",
+            "Orchestrator sweeps run, by sweep and result",
+            ["sweep", "result"],
+            registry=r,
+        )
+        self.leader = Gauge(
+            "queuectl_orchestrator_leader", "1 while this orchestrator holds the lease", registry=r
+        )
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 (scraped remotely)
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise errors.UsageError(f"--metrics-port {port}: {exc.strerror}") from None
+
+    def add_queue_collector(self, backend: Backend, *, lease_ttl_s: float) -> None:
+        self.registry.register(QueueCollector(backend, lease_ttl_s=lease_ttl_s))
+
+
+class QueueCollector(Collector):
+    """Queue depth from the database at scrape time: right however many workers run."""
+
+    def __init__(self, backend: Backend, *, lease_ttl_s: float) -> None:
+        self.backend = backend
+        self.lease_ttl_s = lease_ttl_s
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("queuectl_db_up", "1 when the database answered this scrape")
+        try:
+            stats = self.backend.stats(lease_ttl_s=self.lease_ttl_s)
+            oldest = self.backend.oldest_due()
+            workers = self.backend.list_workers(lease_ttl_s=self.lease_ttl_s)
+        except errors.QueuectlError as exc:
+            log.warning("metrics scrape failed: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        jobs = GaugeMetricFamily(
+            "queuectl_queue_jobs", "Jobs by queue and state", labels=["queue", "state"]
+        )
+        for queue, counts in stats.by_queue.items():
+            for job_state in models.JobState:
+                jobs.add_metric([queue, str(job_state)], counts.get(job_state, 0))
+        yield jobs
+        age = GaugeMetricFamily(
+            "queuectl_queue_oldest_job_age_seconds",
+            "How long the oldest due, unclaimed job of a queue has waited",
+            labels=["queue"],
+        )
+        for queue in stats.by_queue:
+            age.add_metric([queue], oldest.get(queue, 0.0))
+        yield age
+        alive = GaugeMetricFamily(
+            "queuectl_workers_alive", "Live worker slots by state", labels=["state"]
+        )
+        by_state = {"idle": 0, "busy": 0, "stopping": 0}
+        for w in workers:
+            by_state[w.to_json()["state"]] += 1
+        for state, n in by_state.items():
+            alive.add_metric([state], n)
+        yield alive

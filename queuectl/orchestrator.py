@@ -1,0 +1,199 @@
+"""Orchestrator: under a leader lease, independent sweeps on a fixed cadence (crash recovery,
+cron, wake-ups for due jobs, DLQ expiry, retention pruning)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from queuectl import models
+from queuectl.backends.base import Backend
+from queuectl.config import Settings
+from queuectl.cron import Cron
+from queuectl.metrics import Metrics
+from queuectl.runner import kill_orphans
+
+log = structlog.get_logger("queuectl.orchestrator")
+
+LEADER_LEASE = "orchestrator"
+TICK_S = 0.25
+
+
+@dataclass
+class Sweep:
+    name: str
+    every_s: float
+    fn: Callable[[float], int]  # gets the (injectable) wall clock, returns rows affected
+    next_at: float = 0.0
+
+
+class Orchestrator:
+    """`orchestrator run`, or embedded in `worker start` on SQLite. Several may run: the one
+    holding the leader lease sweeps, the others wait to take over."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+        embedded: bool = False,
+    ) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.host = settings.hostname or socket.gethostname()
+        self.node_id = f"{self.host}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.is_leader = False
+        self._stop = threading.Event()
+        self._stop_requested = False
+        self._next_election = 0.0
+        self._last_wake = 0.0
+        self._crons: dict[str, Cron] = {}
+        self._log = log.bind(orchestrator=self.node_id)
+        self.sweeps = [
+            Sweep("fire_schedules", 1.0, self.fire_schedules),
+            Sweep("wake_due", TICK_S, self.wake_due),
+            Sweep("expire_jobs", 5.0, lambda now: self.backend.expire_jobs()),
+            Sweep("prune_finished", 60.0, self.prune_finished),
+        ]
+        if not embedded:  # embedded in a worker, which already recovers on its own timer
+            self.sweeps.insert(0, Sweep("recover_expired", settings.recovery_every_s, self.recover))
+
+    # --- the loop -------------------------------------------------------------------------------
+    def run(self) -> None:
+        self._log.info("orchestrator_started", sweeps=[s.name for s in self.sweeps])
+        try:
+            self.tick(self.clock())
+            while not self._stop.wait(TICK_S) and not self._stop_requested:
+                self.tick(self.clock())
+        finally:
+            if self.is_leader:
+                try:
+                    self.backend.release_leadership(LEADER_LEASE, self.node_id)
+                    self._log.info("leader_released")
+                except Exception as exc:  # best effort: the lease also just expires
+                    self._log.warning("leader_release_failed", error=str(exc))
+            self._set_leader(False)
+            self._log.info("orchestrator_stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def request_stop(self) -> None:
+        """For signal handlers: a plain flag (Event.set takes a lock the interrupted main
+        thread may hold); the loop sees it within one tick."""
+        self._stop_requested = True
+
+    def tick(self, now: float) -> None:
+        """One pass: renew or seek leadership, then run every sweep that is due."""
+        if now >= self._next_election:
+            # renew three times per lease: two renewals may fail before it lapses
+            self._next_election = now + self.settings.leader_ttl_s / 3
+            self.elect()
+        if not self.is_leader:
+            return
+        for sweep in self.sweeps:
+            if now < sweep.next_at:
+                continue
+            sweep.next_at = now + sweep.every_s
+            self.run_sweep(sweep, now)
+
+    def run_sweep(self, sweep: Sweep, now: float) -> None:
+        try:
+            affected = sweep.fn(now)
+        except Exception as exc:  # one sweep failing must not stop the others
+            self._log.warning("sweep_failed", sweep=sweep.name, error=str(exc))
+            self._count(sweep.name, "error")
+            return
+        self._count(sweep.name, "ok")
+        if affected and sweep.name != "wake_due":  # wake-ups are routine: not worth a line
+            self._log.info("sweep_done", sweep=sweep.name, affected=affected)
+
+    def elect(self) -> None:
+        try:
+            leader = self.backend.acquire_leadership(
+                LEADER_LEASE, self.node_id, ttl_s=self.settings.leader_ttl_s
+            )
+        except Exception as exc:
+            self._log.warning("leader_election_failed", error=str(exc))
+            leader = False  # cannot renew: act as if lost, so two never sweep at once
+        self._set_leader(leader)
+
+    def _set_leader(self, leader: bool) -> None:
+        if leader != self.is_leader:
+            self._log.info("leader_elected" if leader else "leader_lost")
+        self.is_leader = leader
+        if self.metrics is not None:
+            self.metrics.leader.set(1 if leader else 0)
+
+    def _count(self, sweep: str, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.sweeps.labels(sweep=sweep, result=result).inc()
+
+    # --- sweeps ---------------------------------------------------------------------------------
+    def recover(self, now: float) -> int:
+        def kill(job: models.Job, host: str | None) -> None:
+            kill_orphans(job, host, this_host=self.host)
+
+        recovered = self.backend.recover_expired(kill, lease_ttl_s=self.settings.lease_ttl_s)
+        for job in recovered:
+            self._log.warning(
+                "job_recovered", job_id=job.id, queue=job.queue, lost_worker=job.worker_id
+            )
+        if self.metrics is not None and recovered:
+            self.metrics.recovered.inc(len(recovered))
+        return len(recovered)
+
+    def fire_schedules(self, now: float) -> int:
+        """Fire the latest due slot of each schedule, once. Slots missed while nothing ran are
+        not replayed: only the most recent one fires (DECISIONS.md)."""
+        at = datetime.fromtimestamp(now, UTC)
+        fired = 0
+        for schedule in self.backend.list_schedules():
+            if schedule.paused:
+                continue
+            cron = self._crons.get(schedule.cron) or self._crons.setdefault(
+                schedule.cron, Cron.parse(schedule.cron)
+            )
+            slot = cron.latest_at_or_before(at)
+            if slot is None or (schedule.last_slot is not None and slot <= schedule.last_slot):
+                continue
+            if schedule.created_at is not None and slot < schedule.created_at:
+                continue  # a slot from before the schedule existed
+            if self.backend.fire_schedule(schedule.name, slot):
+                fired += 1
+                self._log.info("schedule_fired", schedule=schedule.name, slot=models.iso(slot))
+        if self.metrics is not None and fired:
+            self.metrics.schedules_fired.inc(fired)
+        return fired
+
+    def wake_due(self, now: float) -> int:
+        # the window overlaps the previous one a little: a duplicate wake-up costs one claim
+        window = min(max(now - self._last_wake, TICK_S), 60.0) + 0.1
+        self._last_wake = now
+        return self.backend.notify_due(window_s=window)
+
+    def prune_finished(self, now: float) -> int:
+        policy = self.backend.policy()
+        pruned = 0
+        if policy.retention_completed_s is not None:
+            for state in (models.JobState.COMPLETED, models.JobState.CANCELLED):
+                pruned += self.backend.prune_finished(
+                    state, older_than_s=policy.retention_completed_s
+                )
+        if policy.retention_dead_s is not None:
+            pruned += self.backend.prune_finished(
+                models.JobState.DEAD, older_than_s=policy.retention_dead_s
+            )
+        return pruned
