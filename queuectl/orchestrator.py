@@ -97,8 +97,9 @@ class Orchestrator:
 
     def tick(self, now: float) -> None:
         """One pass: renew or seek leadership, then run every sweep that is due."""
-        if now >= self._next_election:
-            # renew three times per lease: two renewals may fail before it lapses
+        if now >= self._next_election or not self.is_leader:
+            # the leader renews three times per lease (two renewals may fail before it
+            # lapses); a standby asks every tick, so it takes over as soon as the lease ends
             self._next_election = now + self.settings.leader_ttl_s / 3
             self.elect()
         if not self.is_leader:

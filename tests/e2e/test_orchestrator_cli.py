@@ -1,0 +1,250 @@
+"""Orchestrator, schedules, wake-ups, metrics and logs, through real processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import statistics
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from queuectl import models
+from queuectl.backends import open_backend
+from queuectl.orchestrator import LEADER_LEASE
+from tests.conftest import Cli
+from tests.e2e.waiting import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape_until(
+    port: int, name: str, labels: tuple[tuple[str, str], ...], value: float
+) -> Samples:
+    """Scrape until a sample has the value; the whole scrape of that moment."""
+    found: list[Samples] = []
+
+    def probe() -> bool:
+        samples = scrape(port)
+        found[:] = [samples]
+        return samples.get((name, labels)) == value
+
+    wait_for(probe, timeout=15)
+    return found[0]
+
+
+def leader_pid(url: str) -> int | None:
+    backend = open_backend(url)
+    try:
+        holder = backend.leader(LEADER_LEASE)
+    finally:
+        backend.close()
+    return None if holder is None else int(holder.rsplit("-", 2)[1])
+
+
+def test_schedule_commands(cli: Cli) -> None:
+    added = cli.json(
+        "schedule",
+        "add",
+        "nightly",
+        "--cron",
+        "0 3 * * *",
+        "-c",
+        "echo hi",
+        "--queue",
+        "ops",
+        "--json",
+    )
+    assert (added["name"], added["cron"], added["queue"], added["paused"]) == (
+        "nightly",
+        "0 3 * * *",
+        "ops",
+        False,
+    )
+    assert cli("schedule", "add", "nightly", "--cron", "@daily", "-c", "x").returncode == 4
+    bad = cli("schedule", "add", "oops", "--cron", "61 * * * *", "-c", "x")
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1
+    (listed,) = cli.json("schedule", "list", "--json")
+    assert listed["next_slot"].endswith("T03:00:00.000Z")
+    assert cli("schedule", "pause", "nightly").returncode == 0
+    assert cli.json("schedule", "list", "--json")[0]["next_slot"] is None
+    assert cli("schedule", "resume", "nightly").returncode == 0
+    assert cli("schedule", "remove", "nightly").returncode == 0
+    assert cli("schedule", "remove", "nightly").returncode == 3
+    assert cli.json("schedule", "list", "--json") == []
+
+
+def test_an_expired_job_goes_to_the_dlq_instead_of_running(cli: Cli) -> None:
+    cli.enqueue({"id": "stale", "command": "echo too late", "ttl": 1, "delay": 2})
+    # on SQLite the worker carries the orchestrator's sweeps; on Postgres run one
+    extra = [] if cli.url.startswith("sqlite") else [cli.popen("orchestrator", "run")]
+    worker = cli.popen("worker", "start")
+    try:
+        wait_for(lambda: cli.json("show", "stale", "--json")["state"] == "dead", timeout=20)
+    finally:
+        for proc in [worker, *extra]:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+    shown = cli.json("show", "stale", "--json")
+    assert shown["last_error"] == "expired before it ran"
+    assert shown["runs"] == []
+
+
+def test_metrics_move_as_jobs_run(cli: Cli) -> None:
+    wport, oport = free_port(), free_port()
+    worker = cli.popen("worker", "start", "--count", "2", "--metrics-port", str(wport))
+    orch = cli.popen("orchestrator", "run", "--metrics-port", str(oport))
+    try:
+        wait_for(lambda: _up(wport) and _up(oport), timeout=15)
+        before = scrape(wport)
+        assert before[("queuectl_worker_slots", ())] == 2
+        for _ in range(3):
+            cli.enqueue({"command": "true", "queue": "mail"})
+        cli.enqueue({"command": "exit 3", "queue": "mail", "max_retries": 0})
+        done = (("outcome", "succeeded"), ("queue", "mail"))
+        scrape_until(wport, "queuectl_jobs_completed_total", done, 3)
+        failed = (("outcome", "failed"), ("queue", "mail"))
+        after = scrape_until(wport, "queuectl_jobs_completed_total", failed, 1)
+        assert after[("queuectl_jobs_claimed_total", (("queue", "mail"),))] >= 3
+        assert after[("queuectl_job_run_duration_seconds_count", (("queue", "mail"),))] >= 3
+        assert after[("queuectl_claim_duration_seconds_count", ())] > 0
+        orch_metrics = scrape_until(oport, "queuectl_orchestrator_leader", (), 1)
+        assert orch_metrics[("queuectl_db_up", ())] == 1
+        dead = (("queue", "mail"), ("state", "dead"))
+        assert orch_metrics[("queuectl_queue_jobs", dead)] == 1
+        assert orch_metrics[("queuectl_workers_alive", (("state", "idle"),))] == 2
+        labels = {k for (_, ls) in orch_metrics for k, _ in ls} | {
+            k for (_, ls) in after for k, _ in ls
+        }
+        # closed label sets only: never job ids, commands or hostnames
+        assert labels <= {
+            "queue",
+            "state",
+            "outcome",
+            "sweep",
+            "result",
+            "operation",
+            "le",
+            "version",
+            "role",
+        }
+    finally:
+        for proc in (worker, orch):
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+
+
+def _up(port: int) -> bool:
+    try:
+        scrape(port)
+    except OSError:
+        return False
+    return True
+
+
+def test_json_logs_carry_bound_fields_and_no_password(cli: Cli) -> None:
+    url = cli.url
+    if url.startswith("postgresql://"):
+        # trust auth ignores the password, so it can be given and must never be printed
+        url = url.replace("postgresql://postgres@", "postgresql://postgres:s3cr3t-pw@")
+    secret_cli = Cli(url, cli.cwd)
+    secret_cli.enqueue({"id": "j1", "command": "echo out"})
+    run = secret_cli("--log-format", "json", "worker", "start", "--burst")
+    assert run.returncode == 0
+    events = [json.loads(line) for line in run.stderr.splitlines()]
+    by_name = {e["event"]: e for e in events}
+    assert {
+        "process_starting",
+        "worker_started",
+        "job_claimed",
+        "job_finished",
+        "worker_stopped",
+    } <= set(by_name)
+    finished = by_name["job_finished"]
+    assert finished["job_id"] == "j1"
+    assert finished["queue"] == "default"
+    assert finished["worker_id"].endswith("-1")
+    assert finished["outcome"] == "succeeded"
+    assert finished["duration_s"] >= 0
+    assert "s3cr3t-pw" not in run.stderr + run.stdout
+    if url != cli.url:
+        assert "***" in by_name["process_starting"]["db"]
+
+
+@pytest.mark.integration
+def test_the_standby_orchestrator_takes_over_within_the_lease(pg_url: str, tmp_path: Path) -> None:
+    cli = Cli(pg_url, tmp_path)
+    ttl = 3.0
+    procs = [cli.popen("orchestrator", "run", QUEUECTL_LEADER_TTL=str(ttl)) for _ in range(2)]
+    try:
+        first = wait_for(lambda: leader_pid(pg_url), timeout=15)
+        leader = next(p for p in procs if p.pid == first)
+        standby = next(p for p in procs if p.pid != first)
+        time.sleep(ttl / 3 + 0.2)  # let the leader renew once more: the worst case for us
+        leader.kill()
+        leader.wait()
+        killed = time.monotonic()
+        wait_for(lambda: leader_pid(pg_url) == standby.pid, timeout=3 * ttl, every=0.05)
+        takeover = time.monotonic() - killed
+        assert takeover <= ttl + 0.5, takeover
+        standby.send_signal(signal.SIGTERM)
+        assert standby.wait(timeout=15) == 0
+        assert leader_pid(pg_url) is None  # released on shutdown, not left to expire
+        print(f"failover in {takeover:.2f}s (lease ttl {ttl:g}s)")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.integration
+def test_notify_wakes_an_idle_worker_within_milliseconds(pg_url: str, tmp_path: Path) -> None:
+    cli = Cli(pg_url, tmp_path)
+    worker = cli.popen("worker", "start")
+    backend = open_backend(pg_url)
+    try:
+        wait_for(lambda: backend.list_workers(lease_ttl_s=10), timeout=15)
+        time.sleep(1.5)  # let the idle poll back off to its longest interval
+        latencies = []
+        for i in range(50):
+            (job,) = backend.enqueue([models.JobSpec(command="true", id=f"w{i}")])
+
+            def started(job_id: str = job.id) -> datetime | None:
+                return backend.get_job(job_id).started_at
+
+            at = wait_for(started, timeout=10, every=0.005)
+            latencies.append((at - job.created_at).total_seconds())
+            time.sleep(0.05)
+    finally:
+        backend.close()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+    p50 = statistics.median(latencies)
+    print(f"enqueue->start p50 {p50 * 1000:.1f} ms")
+    assert p50 < 0.05  # polling alone would be ~500 ms here
