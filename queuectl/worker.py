@@ -26,6 +26,7 @@ log = structlog.get_logger("queuectl.worker")
 _RETRYABLE_OUTCOMES = frozenset({models.OutcomeKind.FAILED, models.OutcomeKind.TIMED_OUT})
 _FINISH_TRIES = 5  # a finish that cannot reach the database is retried, then left to recovery
 _SIGNAL_CHECK_S = 0.25  # the main thread's longest wait: signals are acted on this quickly
+_LOCAL_POLL_S = 0.2  # SQLite: the longest an idle worker waits before looking again
 
 
 @dataclass
@@ -78,6 +79,13 @@ class Worker:
         self._signals_handled = 0
         self._forced = False
         self._fence_s = max(settings.lease_ttl_s - settings.heartbeat_s, settings.heartbeat_s)
+        # without notifications (SQLite) an idle worker looks more often: an empty look is a
+        # read of a local file, not a round trip
+        self._poll_cap = (
+            settings.poll_interval_s
+            if backend.notifies
+            else min(settings.poll_interval_s, _LOCAL_POLL_S)
+        )
         self._log = log.bind(worker=f"{self.host}-{self.pid}")
 
     # --- control ------------------------------------------------------------------------------
@@ -187,13 +195,21 @@ class Worker:
                 continue
             if burst and not self._running and not self._has_work():
                 return
-            # woken early by a finished job (a free slot) or stop(); else back off to the poll,
-            # but never sleep past a retry this process scheduled (its backoff stays exact)
-            wait_s = min(idle_s if free else self.settings.poll_interval_s, _SIGNAL_CHECK_S)
-            self._wake.wait(max(0.0, min(wait_s, self._next_due - time.monotonic())))
+            # woken early by a finished job (a free slot), a NOTIFY or stop(); else back off
+            # to the poll, but never sleep past a retry this process scheduled
+            self._idle_wait(idle_s if free else self._poll_cap)
             if time.monotonic() >= self._next_due:
                 self._next_due = float("inf")
-            idle_s = min(idle_s * 2, self.settings.poll_interval_s)
+            idle_s = min(idle_s * 2, self._poll_cap)
+
+    def _idle_wait(self, wait_s: float) -> None:
+        deadline = time.monotonic() + min(wait_s, max(0.0, self._next_due - time.monotonic()))
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            # short slices: signals are acted on between them, without an extra claim
+            if remaining <= 0 or self._wake.wait(min(remaining, _SIGNAL_CHECK_S)):
+                return
+            self._check_signals()
 
     def _has_work(self) -> bool:
         try:

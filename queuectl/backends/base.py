@@ -18,6 +18,7 @@ class Backend(Protocol):
     Python clock)."""
 
     url: str
+    notifies: bool  # LISTEN/NOTIFY wake-ups (Postgres); otherwise workers poll
 
     def migrate(self) -> int:
         """Create or upgrade the schema; idempotent. Returns the schema version."""

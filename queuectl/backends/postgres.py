@@ -54,6 +54,8 @@ def _detail(exc: psycopg.Error) -> str:
 
 
 class PostgresBackend:
+    notifies = True
+
     def __init__(self, url: str, *, pool_size: int = 0) -> None:
         self.url = url
         self._kwargs: dict[str, Any] = {
@@ -188,10 +190,11 @@ class PostgresBackend:
             common.check_transition(job, action="cancel", allowed=common.CANCELLABLE)
             query = "cancel_running" if job.state is models.JobState.PROCESSING else "cancel_now"
             cur.execute(Q[query], {"id": job_id})
+            cancelled = common.job_from_row(_one(cur), _ts)
             if job.state is models.JobState.PROCESSING:
                 # its worker heartbeats at once instead of within 2 s, and kills the job
                 cur.execute("SELECT pg_notify('queuectl_control', %s)", (job.worker_id or "",))
-            return common.job_from_row(_one(cur), _ts)
+            return cancelled
 
     def retry(self, job_ids: Sequence[str], *, dead_only: bool = False) -> list[models.Job]:
         allowed = frozenset({models.JobState.DEAD}) if dead_only else common.RETRYABLE

@@ -50,6 +50,8 @@ def _translated() -> Iterator[None]:
 
 
 class SqliteBackend:
+    notifies = False
+
     def __init__(self, url: str, path: Path) -> None:
         self.url = url
         self.path = path
@@ -241,6 +243,9 @@ class SqliteBackend:
         if not slot_ids:
             return []
         jobs: list[models.Job] = []
+        params = {"now": time.time(), "limit": 1, "queues": json.dumps(list(queues))}
+        if not self._read("claim", params):
+            return []  # nothing due: an idle poll never takes the write lock
         with self._tx() as conn:
             now = time.time()
             params = {"now": now, "limit": len(slot_ids), "queues": json.dumps(list(queues))}

@@ -263,6 +263,10 @@ GOOD_VALUES: list[tuple[str, str, object]] = [
     ("job-timeout", "10m", 600.0),
     ("output-limit", "1024", 1024),
     ("output-limit", "65536", 65536),
+    ("retention-completed", "7d", 604800.0),
+    ("retention-completed", "none", None),
+    ("retention-dead", "30d", 2592000.0),
+    ("retention-dead", "0", None),
 ]
 
 BAD_VALUES: list[tuple[str, str]] = [
@@ -289,6 +293,9 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("output-limit", "-1"),
     ("output-limit", "2048.5"),
     ("output-limit", "64k"),
+    ("retention-completed", "-1d"),
+    ("retention-completed", "forever"),
+    ("retention-dead", "99999d"),
 ]
 
 

@@ -21,8 +21,18 @@ BACKENDS = Path(str(resources.files("queuectl.backends")))
 # * postgres locks the rows it is about to change with SELECT ... FOR UPDATE (`_locked`);
 # * sqlite has no arrays or RETURNING-from-CTE batches, so it checks ids, re-reads the
 #   inserted rows, claims row by row and writes the run row in separate statements.
-POSTGRES_ONLY = {"get_job_for_update"}
-SQLITE_ONLY = {"existing_ids", "jobs_by_ids", "claim_one", "insert_run", "finish_run"}
+# * only postgres has NOTIFY (sqlite workers poll);
+# * sqlite fires a schedule in three statements where postgres uses one CTE.
+POSTGRES_ONLY = {"get_job_for_update", "notify_queues", "notify_due"}
+SQLITE_ONLY = {
+    "existing_ids",
+    "jobs_by_ids",
+    "claim_one",
+    "insert_run",
+    "finish_run",
+    "schedule_to_fire",
+    "mark_schedule",
+}
 
 
 def _used_query_names(module_file: Path) -> set[str]:
