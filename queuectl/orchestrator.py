@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from queuectl import models
+from queuectl import errors, models
 from queuectl.backends.base import Backend
 from queuectl.config import Settings
 from queuectl.cron import Cron
@@ -78,12 +78,13 @@ class Orchestrator:
             while not self._stop.wait(TICK_S) and not self._stop_requested:
                 self.tick(self.clock())
         finally:
-            if self.is_leader:
-                try:
-                    self.backend.release_leadership(LEADER_LEASE, self.node_id)
+            # also after a failed renewal: the row may still name us, and only we delete it
+            try:
+                self.backend.release_leadership(LEADER_LEASE, self.node_id)
+                if self.is_leader:
                     self._log.info("leader_released")
-                except Exception as exc:  # best effort: the lease also just expires
-                    self._log.warning("leader_release_failed", error=str(exc))
+            except Exception as exc:  # best effort: the lease also just expires
+                self._log.warning("leader_release_failed", error=str(exc))
             self._set_leader(False)
             self._log.info("orchestrator_stopped")
 
@@ -96,18 +97,21 @@ class Orchestrator:
         self._stop_requested = True
 
     def tick(self, now: float) -> None:
-        """One pass: renew or seek leadership, then run every sweep that is due."""
-        if now >= self._next_election or not self.is_leader:
+        """One pass: renew or seek leadership, then run every sweep that is due. `now` is the
+        wall clock (cron slots); the cadence runs on the monotonic clock, so a step of the
+        wall clock neither stalls nor rushes the sweeps."""
+        mono = time.monotonic()
+        if mono >= self._next_election or not self.is_leader:
             # the leader renews three times per lease (two renewals may fail before it
-            # lapses); a standby asks every tick, so it takes over as soon as the lease ends
-            self._next_election = now + self.settings.leader_ttl_s / 3
+            # lapses); a standby looks every tick, so it takes over as soon as the lease ends
+            self._next_election = mono + self.settings.leader_ttl_s / 3
             self.elect()
         if not self.is_leader:
             return
         for sweep in self.sweeps:
-            if now < sweep.next_at:
+            if mono < sweep.next_at:
                 continue
-            sweep.next_at = now + sweep.every_s
+            sweep.next_at = mono + sweep.every_s
             self.run_sweep(sweep, now)
 
     def run_sweep(self, sweep: Sweep, now: float) -> None:
@@ -123,6 +127,10 @@ class Orchestrator:
 
     def elect(self) -> None:
         try:
+            if not self.is_leader and self.backend.leader(LEADER_LEASE) not in (None, self.node_id):
+                # someone holds a valid lease: a read, so standbys take no write lock (SQLite)
+                self._set_leader(False)
+                return
             leader = self.backend.acquire_leadership(
                 LEADER_LEASE, self.node_id, ttl_s=self.settings.leader_ttl_s
             )
@@ -164,9 +172,13 @@ class Orchestrator:
         for schedule in self.backend.list_schedules():
             if schedule.paused:
                 continue
-            cron = self._crons.get(schedule.cron) or self._crons.setdefault(
-                schedule.cron, Cron.parse(schedule.cron)
-            )
+            try:
+                cron = self._crons.get(schedule.cron) or self._crons.setdefault(
+                    schedule.cron, Cron.parse(schedule.cron)
+                )
+            except errors.UsageError as exc:  # stored by an older version: skip, not stop
+                self._log.warning("schedule_invalid", schedule=schedule.name, error=str(exc))
+                continue
             slot = cron.latest_at_or_before(at)
             if slot is None or (schedule.last_slot is not None and slot <= schedule.last_slot):
                 continue

@@ -242,13 +242,14 @@ class Worker:
         bound = self._log.bind(job_id=job.id, queue=job.queue, worker_id=job.worker_id)
         bound.info("job_claimed", attempt=job.attempts, command=job.command[:200])
         self._observe_start(job)
+        outcome: models.Outcome | None = None
         try:
             outcome = self._run(job, bound)
-            self._observe_end(job, outcome)
             self._finish(job, outcome, bound)
         except Exception:  # a bug here must not take the slot (or the worker) down with it
             bound.exception("job_crashed")
         finally:
+            self._observe_end(job, outcome)
             self._release(job, None)
 
     def _run(self, job: models.Job, bound: structlog.BoundLogger) -> models.Outcome:
@@ -440,12 +441,13 @@ class Worker:
             self.metrics.queue_wait.labels(queue=job.queue).observe(max(0.0, wait))
         self.metrics.busy_slots.inc()
 
-    def _observe_end(self, job: models.Job, outcome: models.Outcome) -> None:
+    def _observe_end(self, job: models.Job, outcome: models.Outcome | None) -> None:
         if self.metrics is None:
             return
         self.metrics.busy_slots.dec()
-        self.metrics.finished.labels(queue=job.queue, outcome=str(outcome.kind)).inc()
-        self.metrics.run_duration.labels(queue=job.queue).observe(outcome.duration_s)
+        if outcome is not None:
+            self.metrics.finished.labels(queue=job.queue, outcome=str(outcome.kind)).inc()
+            self.metrics.run_duration.labels(queue=job.queue).observe(outcome.duration_s)
 
     def _db_error(self, operation: str) -> None:
         if self.metrics is not None:

@@ -34,10 +34,23 @@ def open_backend(url: str, *, pool_size: int = 0) -> Backend:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced, for logs and messages."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    """The URL with any password (`user:pw@` or `?password=`) replaced, for logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in url or not url.startswith(("postgresql://", "postgres://")):
+        return url  # file paths carry no secrets
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, host = netloc.rsplit("@", 1)
+        if ":" in creds:
+            netloc = f"{creds.split(':', 1)[0]}:***@{host}"
+    query = "&".join(
+        f"{kv.split('=', 1)[0]}=***" if kv.split("=", 1)[0].lower() in _SECRET_PARAMS else kv
+        for kv in parts.query.split("&")
+        if kv
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_SECRET_PARAMS = {"password", "pass", "passfile", "sslpassword"}

@@ -16,6 +16,7 @@ LOST_ERROR = "worker lost"
 # a worker silent for this many lease periods is dropped from the workers table; it left
 # `worker list` after one period, and its jobs were recovered when their leases expired
 FORGET_AFTER_LEASES = 3
+PRUNE_BATCH = 1000  # jobs deleted per transaction by retention sweeps
 
 ToTime = Callable[[Any], datetime]
 

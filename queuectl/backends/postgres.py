@@ -64,6 +64,11 @@ class PostgresBackend:
             "connect_timeout": 5,
             "application_name": "queuectl",
             "options": "-c timezone=UTC",
+            # a half-open connection (partition, dead host) is noticed in ~25 s, not hours
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
         }
         self._pool: Any = None
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
@@ -433,9 +438,14 @@ class PostgresBackend:
             return cur.rowcount
 
     def prune_finished(self, state: models.JobState, *, older_than_s: float) -> int:
-        with self._tx() as cur:
-            cur.execute(Q["prune_finished"], {"state": str(state), "age_s": older_than_s})
-            return cur.rowcount
+        params = {"state": str(state), "age_s": older_than_s, "batch": common.PRUNE_BATCH}
+        total = 0
+        while True:
+            with self._tx() as cur:
+                cur.execute(Q["prune_finished"], params)
+                total += cur.rowcount
+                if cur.rowcount < common.PRUNE_BATCH:
+                    return total
 
     def notify_due(self, *, window_s: float) -> int:
         with self._tx() as cur:
@@ -465,7 +475,7 @@ class PostgresBackend:
                     while not stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             on_notify(note.channel, note.payload)
-            except psycopg.Error as exc:
+            except Exception as exc:  # this thread must outlive any error: it re-listens
                 if on_error is not None:
                     on_error(_first_line(exc))
                 stop.wait(1.0)

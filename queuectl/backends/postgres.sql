@@ -158,13 +158,14 @@ RETURNING *;
 -- attempts and only skips the rest of its backoff.
 UPDATE queuectl_jobs
    SET state = 'pending', run_at = now(), updated_at = now(),
-       attempts = CASE WHEN state = 'failed' THEN attempts ELSE 0 END
+       attempts = CASE WHEN state = 'failed' THEN attempts ELSE 0 END,
+       expires_at = NULL  -- a retry is a fresh request: an old TTL would kill it at once
  WHERE id = ANY(%(ids)s)
 RETURNING *;
 
 -- name: retry_all_dead
 UPDATE queuectl_jobs
-   SET state = 'pending', run_at = now(), updated_at = now(), attempts = 0
+   SET state = 'pending', run_at = now(), updated_at = now(), attempts = 0, expires_at = NULL
  WHERE state = 'dead';
 
 -- name: purge_dead
@@ -174,6 +175,7 @@ DELETE FROM queuectl_jobs WHERE state = 'dead';
 SELECT EXISTS (
   SELECT 1 FROM queuectl_jobs
    WHERE (state = 'failed' OR (state = 'pending' AND run_at <= now()))
+     AND (expires_at IS NULL OR expires_at > now())
      AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s))
 );
 
@@ -279,8 +281,13 @@ UPDATE queuectl_jobs
  WHERE state IN ('pending', 'failed') AND expires_at IS NOT NULL AND expires_at < now();
 
 -- name: prune_finished
+-- In batches (the caller loops): one huge DELETE would hold its locks, and its cascade into
+-- the runs table, for as long as it takes.
 DELETE FROM queuectl_jobs
- WHERE state = %(state)s AND finished_at < now() - make_interval(secs => %(age_s)s);
+ WHERE id IN (SELECT id FROM queuectl_jobs
+               WHERE state = %(state)s
+                 AND finished_at < now() - make_interval(secs => %(age_s)s)
+               LIMIT %(batch)s);
 
 -- name: notify_due
 -- Delayed and retrying jobs that fell due since the last sweep wake the workers.

@@ -499,9 +499,19 @@ class SqliteBackend:
             return conn.execute(Q["expire_jobs"], {"now": time.time()}).rowcount
 
     def prune_finished(self, state: models.JobState, *, older_than_s: float) -> int:
-        with self._tx() as conn:
-            params = {"state": str(state), "age_s": older_than_s, "now": time.time()}
-            return conn.execute(Q["prune_finished"], params).rowcount
+        params = {
+            "state": str(state),
+            "age_s": older_than_s,
+            "now": time.time(),
+            "batch": common.PRUNE_BATCH,
+        }
+        total = 0
+        while True:
+            with self._tx() as conn:
+                deleted = conn.execute(Q["prune_finished"], params).rowcount
+            total += deleted
+            if deleted < common.PRUNE_BATCH:
+                return total
 
     def notify_due(self, *, window_s: float) -> int:
         return 0  # one host: workers poll the file with a short adaptive interval

@@ -122,12 +122,14 @@ RETURNING *;
 -- attempts and only skips the rest of its backoff.
 UPDATE queuectl_jobs
    SET state = 'pending', run_at = :now, updated_at = :now,
-       attempts = CASE WHEN state = 'failed' THEN attempts ELSE 0 END
+       attempts = CASE WHEN state = 'failed' THEN attempts ELSE 0 END,
+       expires_at = NULL  -- a retry is a fresh request: an old TTL would kill it at once
  WHERE id IN (SELECT value FROM json_each(:ids))
 RETURNING *;
 
 -- name: retry_all_dead
-UPDATE queuectl_jobs SET state = 'pending', run_at = :now, updated_at = :now, attempts = 0
+UPDATE queuectl_jobs
+   SET state = 'pending', run_at = :now, updated_at = :now, attempts = 0, expires_at = NULL
  WHERE state = 'dead';
 
 -- name: purge_dead
@@ -137,6 +139,7 @@ DELETE FROM queuectl_jobs WHERE state = 'dead';
 SELECT EXISTS (
   SELECT 1 FROM queuectl_jobs
    WHERE (state = 'failed' OR (state = 'pending' AND run_at <= :now))
+     AND (expires_at IS NULL OR expires_at > :now)
      AND (json_array_length(:queues) = 0
           OR queue IN (SELECT value FROM json_each(:queues)))
 ) AS has_work;
@@ -226,7 +229,11 @@ UPDATE queuectl_jobs
  WHERE state IN ('pending', 'failed') AND expires_at IS NOT NULL AND expires_at < :now;
 
 -- name: prune_finished
-DELETE FROM queuectl_jobs WHERE state = :state AND finished_at < :now - :age_s;
+-- In batches (the caller loops): the write lock is released between them, so heartbeats
+-- and claims of running workers never wait long.
+DELETE FROM queuectl_jobs
+ WHERE seq IN (SELECT seq FROM queuectl_jobs
+                WHERE state = :state AND finished_at < :now - :age_s LIMIT :batch);
 
 -- name: oldest_due
 SELECT queue, :now - min(run_at) AS age_s

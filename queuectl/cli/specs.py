@@ -126,12 +126,17 @@ def apply_overrides(spec: models.JobSpec, flags: Overrides) -> models.JobSpec:
     if flags.timeout is not None:
         changes["timeout_s"] = _timeout(flags.timeout)
     if flags.ttl is not None:
-        changes["expires_at"] = _after(_positive(parse_duration(flags.ttl, what="--ttl"), "--ttl"))
+        ttl = _positive(parse_duration(flags.ttl, what="--ttl"), "--ttl")
+        due = changes.get("run_at") or spec.run_at or models.utcnow()
+        changes["expires_at"] = _plus(due, ttl)
     if flags.max_retries is not None:
         changes["max_retries"] = check_int(
             flags.max_retries, "--max-retries", low=0, high=MAX_RETRIES_CAP
         )
-    return replace(spec, **changes)
+    result = replace(spec, **changes)
+    if result.expires_at is not None and result.expires_at <= (result.run_at or models.utcnow()):
+        raise errors.UsageError("expires_at must be after the time the job is due")
+    return result
 
 
 def check_command(value: object) -> str:
@@ -203,14 +208,15 @@ def _run_at(obj: Mapping[str, Any]) -> datetime | None:
 
 
 def _expires_at(obj: Mapping[str, Any]) -> datetime | None:
-    """`ttl` (seconds or 1h) from now, or an absolute `expires_at`: not run by then, the job
-    is dead-lettered instead of running late."""
+    """`ttl` (seconds or 1h) after the job is due, or an absolute `expires_at`: not started by
+    then, the job is dead-lettered instead of running late."""
     if obj.get("expires_at") is not None:
         if not isinstance(obj["expires_at"], str):
             raise errors.UsageError('"expires_at" must be an RFC 3339 time string')
         return parse_time(obj["expires_at"], what="expires_at")
     if obj.get("ttl") is not None:
-        return _after(_positive(_seconds(obj["ttl"], "ttl"), "ttl"))
+        # counted from when the job is due: "run at 9:00, but not after 9:05"
+        return _plus(_run_at(obj) or models.utcnow(), _positive(_seconds(obj["ttl"], "ttl"), "ttl"))
     return None
 
 
@@ -218,6 +224,13 @@ def _positive(seconds: float, name: str) -> float:
     if seconds <= 0:
         raise errors.UsageError(f"{name} must be longer than 0s")
     return seconds
+
+
+def _plus(at: datetime, seconds: float) -> datetime:
+    try:
+        return at + timedelta(seconds=seconds)
+    except OverflowError:
+        raise errors.UsageError("ttl is too large") from None
 
 
 def _after(seconds: float) -> datetime:

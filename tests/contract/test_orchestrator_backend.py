@@ -107,3 +107,26 @@ def test_oldest_due_reports_waiting_time_per_queue(backend: Backend) -> None:
     oldest = backend.oldest_due()
     assert set(oldest) == {"a"}
     assert 29 < oldest["a"] < 60
+
+
+def test_a_retried_expired_job_can_run_again(backend: Backend) -> None:
+    past = models.utcnow() - timedelta(seconds=1)
+    backend.enqueue([models.JobSpec(command="true", id="old", expires_at=past)])
+    assert not backend.has_work(())  # expired: nothing a burst worker could claim
+    assert backend.expire_jobs() == 1
+    (again,) = backend.retry(["old"], dead_only=True)
+    assert again.expires_at is None
+    assert backend.has_work(())
+    assert [j.id for j in backend.claim(["w"], (), host="h", lease_ttl_s=30)] == ["old"]
+
+
+def test_prune_works_in_batches(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    from queuectl.backends import common
+
+    monkeypatch.setattr(common, "PRUNE_BATCH", 2)
+    backend.enqueue([models.JobSpec(command="true", id=f"j{i}") for i in range(5)])
+    for job in backend.claim([f"w{i}" for i in range(5)], (), host="h", lease_ttl_s=30):
+        backend.finish(job, models.Outcome(models.OutcomeKind.SUCCEEDED, exit_code=0), None)
+    time.sleep(0.05)
+    assert backend.prune_finished(models.JobState.COMPLETED, older_than_s=0.01) == 5
+    assert backend.list_jobs() == []

@@ -100,7 +100,9 @@ def test_schedule_commands(cli: Cli) -> None:
 
 
 def test_an_expired_job_goes_to_the_dlq_instead_of_running(cli: Cli) -> None:
-    cli.enqueue({"id": "stale", "command": "echo too late", "ttl": 1, "delay": 2})
+    # one slot, busy for 3 s with a more urgent job: the other one outlives its 1 s ttl
+    cli.enqueue({"id": "blocker", "command": "sleep 3", "priority": 5})
+    cli.enqueue({"id": "stale", "command": "echo too late", "ttl": 1})
     # on SQLite the worker carries the orchestrator's sweeps; on Postgres run one
     extra = [] if cli.url.startswith("sqlite") else [cli.popen("orchestrator", "run")]
     worker = cli.popen("worker", "start")
