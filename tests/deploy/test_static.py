@@ -1,0 +1,227 @@
+"""Static checks of the container, Prometheus, Grafana and Kubernetes files (no Docker here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from queuectl import models
+from queuectl.backends import open_backend
+from queuectl.metrics import Metrics
+from tests.deploy import deployfiles as files
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed (.ci/run installs it)")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def run_help(args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "queuectl", *args, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, (args, result.stderr)
+
+
+def test_compose_file_is_valid_for_docker_compose() -> None:
+    result = subprocess.run(
+        [tool("docker-compose"), "-f", str(files.COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=files.ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_has_every_service_and_orders_the_start() -> None:
+    services = files.compose()["services"]
+    assert set(services) == {
+        "postgres",
+        "migrate",
+        "orchestrator",
+        "worker",
+        "prometheus",
+        "grafana",
+    }
+    assert services["postgres"]["healthcheck"]
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("orchestrator", "worker"):
+        wait = services[name]["depends_on"]["migrate"]["condition"]
+        assert wait == "service_completed_successfully"
+    assert services["orchestrator"]["deploy"]["replicas"] == 2
+    assert "stop_grace_period" in services["worker"]
+    assert "dashboard" in files.COMPOSE.read_text()  # the marked place for the web UI
+
+
+def test_every_compose_command_is_a_real_queuectl_command() -> None:
+    services = files.queuectl_services()
+    assert set(services) == {"migrate", "orchestrator", "worker"}
+    for service in services.values():
+        run_help(service["command"])
+        url = service["environment"]["QUEUECTL_DATABASE_URL"]
+        assert url == "postgresql://queuectl:queuectl@postgres:5432/queuectl"
+    assert services["worker"]["command"][:4] == ["worker", "start", "--count", "4"]
+
+
+def test_dockerfile_is_slim_multi_stage_and_non_root() -> None:
+    text = (files.ROOT / "Dockerfile").read_text()
+    assert text.count("FROM python:3.11-slim") == 2
+    assert "pip wheel" in text
+    assert re.search(r"^USER queuectl$", text, re.MULTILINE)
+    assert 'ENTRYPOINT ["queuectl"]' in text
+    assert "HEALTHCHECK" in text
+    assert "org.opencontainers.image.title" in text
+    ignored = (files.ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "tests"} <= set(ignored)
+
+
+def test_promtool_accepts_the_config_and_the_rules() -> None:
+    promtool = tool("promtool")
+    for args in (["check", "config", str(files.PROMETHEUS)], ["check", "rules", str(files.ALERTS)]):
+        result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_discovers_replicas_by_dns() -> None:
+    config = yaml.safe_load(files.PROMETHEUS.read_text())
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert jobs["queuectl-worker"]["dns_sd_configs"][0]["names"] == ["worker"]
+    assert jobs["queuectl-orchestrator"]["dns_sd_configs"][0]["names"] == ["orchestrator"]
+    assert all("static_configs" not in j for j in jobs.values())
+
+
+def test_alert_rules_cover_the_failure_modes() -> None:
+    names = {
+        r["alert"] for g in yaml.safe_load(files.ALERTS.read_text())["groups"] for r in g["rules"]
+    }
+    assert {
+        "QueuectlBacklogAging",
+        "QueuectlHighFailureRate",
+        "QueuectlNoCapacity",
+        "QueuectlJobsRecovered",
+        "QueuectlWorkerDown",
+        "QueuectlOrchestratorDown",
+        "QueuectlDatabaseUnreachable",
+    } <= names
+
+
+def exported_metric_names(tmp_path: Path) -> set[str]:
+    """Every series name the code can export: the registry's families with their suffixes,
+    and the orchestrator's queue collector run against a real database."""
+    metrics = Metrics("test")
+    backend = open_backend(f"sqlite:///{tmp_path}/m.db")
+    backend.enqueue([models.JobSpec(command="true")])
+    metrics.add_queue_collector(backend, lease_ttl_s=10)
+    names = set()
+    suffixes = {
+        "counter": ["_total", "_created"],
+        "histogram": ["_bucket", "_count", "_sum", "_created"],
+        "info": ["_info"],
+        "gauge": [""],
+        "unknown": [""],
+    }
+    for family in metrics.registry.collect():
+        names |= {family.name + s for s in suffixes.get(family.type, [""])}
+    backend.close()
+    return names
+
+
+def test_every_metric_in_dashboards_and_alerts_is_exported(tmp_path: Path) -> None:
+    exported = exported_metric_names(tmp_path)
+    used = {
+        name
+        for expr in files.promql_expressions()
+        for name in re.findall(r"\bqueuectl_[a-z_]+\b", expr)
+    }
+    assert used, "no queries found"
+    assert used <= exported, sorted(used - exported)
+    expected = {
+        "queuectl_queue_jobs",
+        "queuectl_jobs_completed_total",
+        "queuectl_job_run_duration_seconds_bucket",
+        "queuectl_worker_busy_slots",
+        "queuectl_orchestrator_leader",
+        "queuectl_sweep_runs_total",
+    }
+    assert expected <= used
+
+
+def test_grafana_dashboards_and_provisioning_agree() -> None:
+    datasource = yaml.safe_load(
+        (files.ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"][0]
+    assert datasource["uid"] == "queuectl-prometheus"
+    titles = set()
+    for path in files.DASHBOARDS.glob("*.json"):
+        dashboard = json.loads(path.read_text())
+        titles.add(dashboard["title"])
+        for panel in dashboard["panels"]:
+            assert panel["datasource"]["uid"] == datasource["uid"]
+            assert panel["targets"]
+    assert titles == {"queuectl: queues", "queuectl: workers", "queuectl: orchestrator"}
+
+
+def k8s_documents() -> list[dict[str, object]]:
+    kustomization = yaml.safe_load((files.K8S / "kustomization.yaml").read_text())
+    docs = []
+    for resource in kustomization["resources"]:
+        docs += [d for d in yaml.safe_load_all((files.K8S / resource).read_text()) if d]
+    return docs
+
+
+def k8s_expand(arg: str, env: dict[str, str]) -> str:
+    """Kubernetes' `$(VAR)` expansion in container args."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)
+
+
+def test_kubernetes_manifests_parse_and_run_real_commands() -> None:
+    docs = k8s_documents()
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}  # type: ignore[index]
+    assert {
+        ("Deployment", "queuectl-worker"),
+        ("Deployment", "queuectl-orchestrator"),
+        ("Job", "queuectl-migrate"),
+        ("Secret", "queuectl-db"),
+        ("Service", "queuectl-metrics"),
+        ("ServiceMonitor", "queuectl"),
+        ("ScaledObject", "queuectl-worker"),
+    } <= kinds
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            spec = doc["spec"]["template"]["spec"]  # type: ignore[index]
+            for container in spec["containers"]:
+                env = {e["name"]: e["value"] for e in container.get("env", [])}
+                run_help([k8s_expand(a, env) for a in container["args"]])
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "queuectl-orchestrator":  # type: ignore[index]
+            assert doc["spec"]["replicas"] == 2  # type: ignore[index]
+
+
+@pytest.mark.integration
+def test_keda_query_is_valid_sql_against_the_real_schema(pg_url: str) -> None:
+    import psycopg
+
+    (scaled,) = [d for d in k8s_documents() if d["kind"] == "ScaledObject"]
+    trigger = scaled["spec"]["triggers"][0]  # type: ignore[index]
+    assert trigger["type"] == "postgresql"
+    backend = open_backend(pg_url)
+    backend.enqueue([models.JobSpec(command="true") for _ in range(3)])
+    backend.close()
+    with psycopg.connect(pg_url) as conn:
+        (count,) = conn.execute(trigger["metadata"]["query"]).fetchone()  # type: ignore[misc]
+    assert count == 3
