@@ -225,3 +225,21 @@ def test_keda_query_is_valid_sql_against_the_real_schema(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         (count,) = conn.execute(trigger["metadata"]["query"]).fetchone()  # type: ignore[misc]
     assert count == 3
+
+
+def test_kubernetes_resources_match_the_api_schema() -> None:
+    """Built-in kinds against the Kubernetes 1.30 OpenAPI schema, strictly (a misspelt field
+    fails); the CRDs (ServiceMonitor, ScaledObject) are checked by the tests above."""
+    import kubernetes_validate
+
+    checked = 0
+    for doc in k8s_documents():
+        if doc["kind"] in ("ServiceMonitor", "ScaledObject"):
+            continue
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+        checked += 1
+    assert checked == 6
+    broken = next(d for d in k8s_documents() if d["kind"] == "Deployment")
+    broken = {**broken, "spec": {**broken["spec"], "replcas": 2}}  # type: ignore[dict-item]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.30", strict=True)
