@@ -34,9 +34,16 @@ class Backend(Protocol):
         """JobNotFound when absent."""
 
     def list_jobs(
-        self, *, state: models.JobState | None = None, queue: str | None = None, limit: int = 100
+        self,
+        *,
+        state: models.JobState | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        search: str | None = None,
+        before: str | None = None,
     ) -> list[models.Job]:
-        """Newest first."""
+        """Newest first. `search` matches an id exactly or a substring of the command;
+        `before` (a job id) continues a listing after that job."""
 
     def runs(self, job_id: str) -> list[models.Run]:
         """Every attempt of a job, oldest first (JobNotFound when the job is absent)."""

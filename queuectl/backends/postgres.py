@@ -162,12 +162,24 @@ class PostgresBackend:
         return common.job_from_row(row, _ts)
 
     def list_jobs(
-        self, *, state: models.JobState | None = None, queue: str | None = None, limit: int = 100
+        self,
+        *,
+        state: models.JobState | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        search: str | None = None,
+        before: str | None = None,
     ) -> list[models.Job]:
         with self._tx() as cur:
             cur.execute(
                 Q["list_jobs"],
-                {"state": None if state is None else str(state), "queue": queue, "limit": limit},
+                {
+                    "state": None if state is None else str(state),
+                    "queue": queue,
+                    "limit": limit,
+                    "search": search or None,
+                    "before": before,
+                },
             )
             return [common.job_from_row(r, _ts) for r in cur.fetchall()]
 

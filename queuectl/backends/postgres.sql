@@ -133,9 +133,13 @@ SELECT * FROM queuectl_jobs WHERE id = %(id)s;
 SELECT * FROM queuectl_jobs WHERE id = ANY(%(ids)s) FOR UPDATE;
 
 -- name: list_jobs
+-- Newest first; `before` is a keyset cursor (a job id), so page 1,000 costs what page 1 does.
 SELECT * FROM queuectl_jobs
  WHERE (%(state)s::text IS NULL OR state = %(state)s)
    AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+   AND (%(search)s::text IS NULL OR id = %(search)s OR strpos(command, %(search)s) > 0)
+   AND (%(before)s::text IS NULL
+        OR seq < (SELECT seq FROM queuectl_jobs WHERE id = %(before)s))
  ORDER BY seq DESC
  LIMIT %(limit)s;
 

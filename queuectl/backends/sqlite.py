@@ -189,9 +189,21 @@ class SqliteBackend:
         return common.job_from_row(rows[0], _ts)
 
     def list_jobs(
-        self, *, state: models.JobState | None = None, queue: str | None = None, limit: int = 100
+        self,
+        *,
+        state: models.JobState | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        search: str | None = None,
+        before: str | None = None,
     ) -> list[models.Job]:
-        params = {"state": None if state is None else str(state), "queue": queue, "limit": limit}
+        params = {
+            "state": None if state is None else str(state),
+            "queue": queue,
+            "limit": limit,
+            "search": search or None,
+            "before": before,
+        }
         return [common.job_from_row(r, _ts) for r in self._read("list_jobs", params)]
 
     def runs(self, job_id: str) -> list[models.Run]:

@@ -98,8 +98,11 @@ RETURNING id;
 SELECT * FROM queuectl_jobs WHERE id = :id;
 
 -- name: list_jobs
+-- Newest first; `before` is a keyset cursor (a job id), so page 1,000 costs what page 1 does.
 SELECT * FROM queuectl_jobs
  WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+   AND (:search IS NULL OR id = :search OR instr(command, :search) > 0)
+   AND (:before IS NULL OR seq < (SELECT seq FROM queuectl_jobs WHERE id = :before))
  ORDER BY seq DESC
  LIMIT :limit;
 

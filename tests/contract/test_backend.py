@@ -311,3 +311,16 @@ def test_run_samples_cover_finished_attempts_in_the_window(backend: Backend) -> 
     time.sleep(0.2)
     assert backend.run_samples(since_s=0.1) == []
     del c
+
+
+def test_list_jobs_searches_and_pages_with_a_cursor(backend: Backend) -> None:
+    backend.enqueue([spec(f"echo item-{i}", id=f"j{i}") for i in range(7)])
+    backend.enqueue([spec("tar czf backup.tgz /data", id="backup")])
+    assert [j.id for j in backend.list_jobs(search="backup.tgz")] == ["backup"]
+    assert [j.id for j in backend.list_jobs(search="j3")] == ["j3"]  # an exact id
+    assert [j.id for j in backend.list_jobs(search="50%_")] == []  # no LIKE wildcards
+    first = backend.list_jobs(limit=3)
+    assert [j.id for j in first] == ["backup", "j6", "j5"]
+    second = backend.list_jobs(limit=3, before=first[-1].id)
+    assert [j.id for j in second] == ["j4", "j3", "j2"]
+    assert [j.id for j in backend.list_jobs(limit=3, before="j0")] == []
