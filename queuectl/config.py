@@ -33,6 +33,7 @@ class Settings:
     kill_grace_s: float = 5.0  # SIGTERM -> SIGKILL for timed-out or cancelled jobs
     hostname: str = ""  # how this host is named in leases (default: the OS hostname)
     leader_ttl_s: float = 10.0  # an orchestrator leader that stops renewing is replaced after
+    dashboard_token: str = ""  # required by `dashboard` on any address but localhost
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -46,6 +47,7 @@ _ENV = {
     "kill_grace_s": "QUEUECTL_KILL_GRACE",
     "hostname": "QUEUECTL_HOSTNAME",
     "leader_ttl_s": "QUEUECTL_LEADER_TTL",
+    "dashboard_token": "QUEUECTL_DASHBOARD_TOKEN",
     "log_format": "QUEUECTL_LOG_FORMAT",
     "log_level": "QUEUECTL_LOG_LEVEL",
 }

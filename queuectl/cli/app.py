@@ -11,7 +11,15 @@ import typer
 from typer._click.exceptions import ClickException
 
 from queuectl import __version__, errors
-from queuectl.cli import dlq, jobs, orchestrator_cmd, schedules, settings_cmd, workers
+from queuectl.cli import (
+    dashboard_cmd,
+    dlq,
+    jobs,
+    orchestrator_cmd,
+    schedules,
+    settings_cmd,
+    workers,
+)
 from queuectl.cli.context import CTX
 from queuectl.cli.output import error_line
 
@@ -31,6 +39,7 @@ app.add_typer(settings_cmd.app, name="config")
 app.add_typer(settings_cmd.db_app, name="db")
 app.add_typer(schedules.app, name="schedule")
 app.add_typer(orchestrator_cmd.app, name="orchestrator")
+app.command("dashboard")(dashboard_cmd.dashboard)
 
 
 def _version(value: bool) -> None:

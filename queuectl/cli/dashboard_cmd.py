@@ -1,0 +1,37 @@
+"""`queuectl dashboard`: the web UI (Starlette, served by uvicorn)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from queuectl import errors
+from queuectl.cli.context import CTX
+
+
+def dashboard(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8080,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Show everything, change nothing.")
+    ] = False,
+) -> None:
+    """Serve the web dashboard; off localhost it requires QUEUECTL_DASHBOARD_TOKEN."""
+    from queuectl.web import security
+
+    settings = CTX.settings
+    token = settings.dashboard_token or None
+    if not security.is_local(host) and not token:
+        raise errors.UsageError(
+            f"refusing to serve on {host} without QUEUECTL_DASHBOARD_TOKEN (anyone who can "
+            "reach it could cancel and retry jobs); set a token or bind 127.0.0.1"
+        )
+    import uvicorn
+
+    from queuectl.cli import runtime
+    from queuectl.web.app import create_app
+
+    backend, _ = runtime.start_process("dashboard", pool_size=4, metrics_port=None)
+    app = create_app(backend, lease_ttl_s=settings.lease_ttl_s, token=token, read_only=read_only)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,1 @@
+"""The web dashboard: server-rendered Starlette views over a Backend."""

@@ -1,0 +1,251 @@
+"""create_app(backend): the dashboard's pages and actions (server-rendered, no JS build)."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from queuectl import errors, models
+from queuectl import stats as stats_mod
+from queuectl.backends.base import Backend
+from queuectl.durations import format_duration
+from queuectl.web import security
+
+HERE = Path(__file__).parent
+PAGE_SIZE = 50
+
+
+def create_app(
+    backend: Backend,
+    *,
+    lease_ttl_s: float = 10.0,
+    token: str | None = None,
+    read_only: bool = False,
+) -> Starlette:
+    views = _Views(backend, lease_ttl_s=lease_ttl_s, token=token, read_only=read_only)
+    return Starlette(routes=views.routes(), middleware=[Middleware(_Guard, token=token)])
+
+
+class _Views:
+    """Every page and action; each reads the database through the Backend alone."""
+
+    def __init__(
+        self, backend: Backend, *, lease_ttl_s: float, token: str | None, read_only: bool
+    ) -> None:
+        self.backend = backend
+        self.lease_ttl_s = lease_ttl_s
+        self.token = token
+        self.read_only = read_only
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        self.templates.env.globals.update(
+            iso=models.iso, duration=format_duration, states=list(models.JobState)
+        )
+
+    def routes(self) -> list[Route | Mount]:
+        act = self.action
+        return [
+            Route("/", self.overview),
+            Route("/jobs", self.jobs),
+            Route("/jobs/{job_id:path}/cancel", act(self.cancel), methods=["POST"]),
+            Route("/jobs/{job_id:path}/retry", act(self.retry), methods=["POST"]),
+            Route("/jobs/{job_id:path}", self.job),
+            Route("/dlq", self.dlq),
+            Route("/dlq/retry", act(self.dlq_retry), methods=["POST"]),
+            Route("/workers", self.workers),
+            Route("/workers/stop", act(self.stop_workers), methods=["POST"]),
+            Route("/schedules", self.schedules),
+            Route("/schedules/{name}/pause", act(self.pause), methods=["POST"]),
+            Route("/schedules/{name}/resume", act(self.resume), methods=["POST"]),
+            Route("/healthz", self.healthz),
+            Route("/metrics", self.metrics),
+            Route("/login", self.login),
+            Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+        ]
+
+    def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
+        context |= {"read_only": self.read_only, "csrf": security.csrf_token(request)}
+        return self.templates.TemplateResponse(request, name, context, status_code=status)
+
+    # --- pages ----------------------------------------------------------------------------------
+    def overview(self, request: Request) -> Response:
+        backend = self.backend
+        summary = stats_mod.summarize(backend.run_samples(since_s=3600), window_s=3600)
+        return self.render(
+            request,
+            "overview.html",
+            stats=backend.stats(lease_ttl_s=self.lease_ttl_s),
+            oldest=backend.oldest_due(),
+            workers=backend.list_workers(lease_ttl_s=self.lease_ttl_s),
+            summary=summary,
+        )
+
+    def jobs(self, request: Request) -> Response:
+        q = request.query_params
+        state = q.get("state") or None
+        if state is not None and state not in set(models.JobState):
+            return self.render(request, "error.html", 400, message=f"unknown state {state!r}")
+        found = self.backend.list_jobs(
+            state=models.JobState(state) if state else None,
+            queue=q.get("queue") or None,
+            search=q.get("q") or None,
+            before=q.get("before") or None,
+            limit=PAGE_SIZE + 1,
+        )
+        return self.render(
+            request,
+            "jobs.html",
+            jobs=found[:PAGE_SIZE],
+            more=found[PAGE_SIZE - 1].id if len(found) > PAGE_SIZE else None,
+            filters={"state": state or "", "queue": q.get("queue", ""), "q": q.get("q", "")},
+            counts=self.backend.stats(lease_ttl_s=self.lease_ttl_s).by_state,
+        )
+
+    def job(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        try:
+            found = self.backend.get_job(job_id)
+            runs = self.backend.runs(job_id)
+        except errors.JobNotFound:
+            return self.render(request, "error.html", 404, message=f"no job with id {job_id!r}")
+        quoted = shlex.quote(job_id)
+        return self.render(
+            request,
+            "job.html",
+            job=found,
+            runs=runs,
+            cli=f"queuectl show {quoted}; queuectl logs {quoted}",
+        )
+
+    def dlq(self, request: Request) -> Response:
+        dead = self.backend.list_jobs(state=models.JobState.DEAD, limit=500)
+        return self.render(request, "dlq.html", jobs=dead)
+
+    def workers(self, request: Request) -> Response:
+        found = self.backend.list_workers(lease_ttl_s=self.lease_ttl_s)
+        return self.render(request, "workers.html", workers=found, stale_after=self.lease_ttl_s / 2)
+
+    def schedules(self, request: Request) -> Response:
+        return self.render(request, "schedules.html", schedules=self.backend.list_schedules())
+
+    def healthz(self, request: Request) -> Response:
+        try:
+            self.backend.get_settings()
+        except errors.QueuectlError as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
+        return JSONResponse({"ok": True})
+
+    def metrics(self, request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from queuectl.metrics import Metrics
+
+        registry = Metrics("dashboard")
+        registry.add_queue_collector(self.backend, lease_ttl_s=self.lease_ttl_s)
+        return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def login(self, request: Request) -> Response:
+        response = RedirectResponse("/", status_code=303)
+        given = request.query_params.get("token", "")
+        if self.token and given:
+            response.set_cookie(security.AUTH_COOKIE, given, httponly=True, samesite="strict")
+        return response
+
+    # --- actions --------------------------------------------------------------------------------
+    def action(
+        self, fn: Callable[[Request, dict[str, str]], str]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """POST only, CSRF-checked, refused in read-only mode; redirects back when done."""
+
+        async def endpoint(request: Request) -> Response:
+            form = await request.form()
+            fields = {k: str(v) for k, v in form.multi_items()}
+            if self.read_only:
+                return PlainTextResponse("read-only dashboard", status_code=403)
+            if not security.csrf_ok(request, fields.get("csrf")):
+                return PlainTextResponse("bad or missing CSRF token", status_code=403)
+            try:
+                target = await run_in_threadpool(fn, request, fields)
+            except errors.QueuectlError as exc:
+                return PlainTextResponse(str(exc), status_code=_status(exc))
+            return RedirectResponse(target, status_code=303)
+
+        return endpoint
+
+    def cancel(self, request: Request, form: dict[str, str]) -> str:
+        job_id = request.path_params["job_id"]
+        self.backend.cancel(job_id)
+        return _local(form.get("next")) or f"/jobs/{job_id}"
+
+    def retry(self, request: Request, form: dict[str, str]) -> str:
+        job_id = request.path_params["job_id"]
+        self.backend.retry([job_id])
+        return _local(form.get("next")) or f"/jobs/{job_id}"
+
+    def dlq_retry(self, request: Request, form: dict[str, str]) -> str:
+        if form.get("all"):
+            self.backend.retry_all_dead()
+        elif ids := [v for k, v in form.items() if k.startswith("id:")]:
+            self.backend.retry(ids, dead_only=True)
+        return "/dlq"
+
+    def stop_workers(self, request: Request, form: dict[str, str]) -> str:
+        self.backend.request_stop(lease_ttl_s=self.lease_ttl_s)
+        return "/workers"
+
+    def pause(self, request: Request, form: dict[str, str]) -> str:
+        self.backend.pause_schedule(request.path_params["name"], paused=True)
+        return "/schedules"
+
+    def resume(self, request: Request, form: dict[str, str]) -> str:
+        from queuectl.cron import Cron
+
+        name = request.path_params["name"]
+        current = {s.name: s for s in self.backend.list_schedules()}.get(name)
+        if current is None:
+            raise errors.NotFound(f"no schedule named {name!r}")
+        skip_to = Cron.parse(current.cron).latest_at_or_before(models.utcnow())
+        self.backend.pause_schedule(name, paused=False, skip_to=skip_to)
+        return "/schedules"
+
+
+def _local(target: str | None) -> str | None:
+    """Only same-site paths: a `next` field must not redirect anywhere else."""
+    return target if target and target.startswith("/") and not target.startswith("//") else None
+
+
+def _status(exc: errors.QueuectlError) -> int:
+    return {2: 400, 3: 404, 4: 409, 69: 503}.get(exc.exit_code, 500)
+
+
+class _Guard(BaseHTTPMiddleware):
+    """Token check on everything but /healthz and /login; sets the CSRF cookie once."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        super().__init__(app)
+        self.token = token
+
+    async def dispatch(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        open_paths = ("/healthz", "/login", "/static/")
+        if not request.url.path.startswith(open_paths) and not security.authorized(
+            request, self.token
+        ):
+            return PlainTextResponse("unauthorized: a dashboard token is required", 401)
+        response = await call_next(request)
+        new = getattr(request.state, "new_csrf", None)
+        if new and not request.cookies.get(security.CSRF_COOKIE):
+            response.set_cookie(security.CSRF_COOKIE, new, httponly=True, samesite="strict")
+        return response
