@@ -56,22 +56,23 @@ def test_compose_has_every_service_and_orders_the_start() -> None:
         "migrate",
         "orchestrator",
         "worker",
+        "dashboard",
         "prometheus",
         "grafana",
     }
     assert services["postgres"]["healthcheck"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("orchestrator", "worker"):
+    for name in ("orchestrator", "worker", "dashboard"):
         wait = services[name]["depends_on"]["migrate"]["condition"]
         assert wait == "service_completed_successfully"
     assert services["orchestrator"]["deploy"]["replicas"] == 2
     assert "stop_grace_period" in services["worker"]
-    assert "dashboard" in files.COMPOSE.read_text()  # the marked place for the web UI
+    assert "QUEUECTL_DASHBOARD_TOKEN" in services["dashboard"]["environment"]
 
 
 def test_every_compose_command_is_a_real_queuectl_command() -> None:
     services = files.queuectl_services()
-    assert set(services) == {"migrate", "orchestrator", "worker"}
+    assert set(services) == {"migrate", "orchestrator", "worker", "dashboard"}
     for service in services.values():
         run_help(service["command"])
         url = service["environment"]["QUEUECTL_DATABASE_URL"]

@@ -37,7 +37,8 @@ class Topology:
         """The compose service's command; on one host each process needs its own port."""
         args = list(self.services[service]["command"])
         if port is not None:
-            args[args.index("--metrics-port") + 1] = str(port)
+            flag = "--port" if "--port" in args else "--metrics-port"
+            args[args.index(flag) + 1] = str(port)
         return [sys.executable, "-m", "queuectl", *args]
 
     def env(self, service: str) -> dict[str, str]:
@@ -45,6 +46,7 @@ class Topology:
             **os.environ,
             **self.services[service]["environment"],
             "QUEUECTL_DATABASE_URL": self.url,
+            "QUEUECTL_DASHBOARD_TOKEN": "topology-token",  # compose takes it from .env
         }
 
     def start(self, service: str) -> subprocess.Popen[bytes]:
@@ -105,6 +107,7 @@ def test_compose_topology_survives_a_worker_and_the_leader_dying(
     for _ in range(top.services["orchestrator"]["replicas"]):
         top.start("orchestrator")
     workers = [top.start("worker") for _ in range(3)]
+    dashboard = top.start("dashboard")
     path, expected = jobs_file(tmp_path / "jobs.ndjson")
     env = top.env("worker")
     enq = subprocess.run(
@@ -134,8 +137,16 @@ def test_compose_topology_survives_a_worker_and_the_leader_dying(
 
         wait_for(settled, timeout=180, every=1)
         assert states(pg_url) == expected  # every job as its command dictates: none lost
-        for service, port, _ in top.alive():
-            assert scrape(port), service  # every live process's metrics endpoint answers
+        for service, port, proc in top.alive():
+            if proc is not dashboard:
+                assert scrape(port), service  # every live process's metrics endpoint answers
+        dash_port = next(port for _, port, proc in top.procs if proc is dashboard)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{dash_port}/jobs?state=dead&q=t0007",
+            headers={"Authorization": "Bearer topology-token"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert "t0007" in resp.read().decode()  # the dashboard shows the dead jobs
         prometheus_check(top, tmp_path)
     finally:
         codes = top.stop()
@@ -156,7 +167,11 @@ def prometheus_check(top: Topology, tmp_path: Path) -> None:
         service = "worker" if job["job_name"].endswith("worker") else "orchestrator"
         del job["dns_sd_configs"]
         job["static_configs"] = [
-            {"targets": [f"127.0.0.1:{port}" for s, port, _ in top.alive() if s == service]}
+            {
+                "targets": [
+                    f"127.0.0.1:{port}" for s, port, _ in top.alive() if s == service
+                ]  # the dashboard is not in the shipped scrape config
+            }
         ]
     config["global"]["scrape_interval"] = "1s"
     shutil.copy(files.ALERTS, tmp_path / "alerts.yml")

@@ -1,0 +1,101 @@
+"""The dashboard in a real headless Chromium (Debian's), driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import signal
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+from tests.e2e.test_orchestrator_cli import free_port
+from tests.e2e.waiting import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+# Chromium on a closed network: no background fetches, no sandbox as root
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, Cli]]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's package)")
+        pytest.skip("Debian's chromium is not installed")
+    cli = Cli(f"sqlite:///{tmp_path}/q.db", tmp_path)
+    port = free_port()
+    server = cli.popen("dashboard", "--port", str(port))
+    worker = cli.popen("worker", "start", "--count", "2")
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, timeout=20)
+        yield url, cli
+    finally:
+        for proc in (worker, server):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+
+
+def test_a_job_appears_runs_and_is_retried_from_the_dlq(site: tuple[str, Cli]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, cli = site
+    # README's screenshots come from this test: SCREENSHOTS=$PWD/docs/screenshots
+    shots = Path(os.environ.get("SCREENSHOTS", cli.cwd / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(url + "/")
+        page.select_option("#refresh-interval", "2")
+        page.evaluate("window.__notReloaded = true")
+        completed = page.locator('[data-state="completed"]')
+        expect(completed).to_have_text("0")
+        cli.enqueue({"id": "hello", "command": "echo hello from the browser test"})
+        # the live refresh picks up the job's completion without a reload
+        expect(completed).to_have_text("1", timeout=15_000)
+        assert page.evaluate("window.__notReloaded") is True
+        page.screenshot(path=str(shots / "overview.png"), full_page=True)
+
+        for i in range(4):
+            cli.enqueue({"command": f"sleep 0.{i}; echo item {i}", "queue": "mail"})
+        cli.enqueue({"id": "flaky", "command": "echo nope >&2; exit 3", "max_retries": 0})
+        page.goto(url + "/jobs")
+        expect(page.locator("#jobs")).to_contain_text("hello")
+        page.screenshot(path=str(shots / "jobs.png"), full_page=True)
+
+        page.goto(url + "/jobs/hello")
+        expect(page.locator("pre.output")).to_have_text("hello from the browser test\n")
+        page.screenshot(path=str(shots / "job.png"), full_page=True)
+
+        page.goto(url + "/dlq")
+        expect(page.locator("#dlq")).to_contain_text("flaky", timeout=15_000)
+        page.check('input[name="id:flaky"]')
+        page.click("text=Retry selected")
+        page.wait_for_url(url + "/dlq")
+        # it runs again (and fails again): a second attempt appears on its page
+        page.goto(url + "/jobs/flaky")
+        expect(page.locator("section.run")).to_have_count(2, timeout=15_000)
+        browser.close()
+    assert cli.json("show", "flaky", "--json")["runs"][1]["exit_code"] == 3
