@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -34,4 +36,18 @@ def dashboard(
 
     backend, _ = runtime.start_process("dashboard", pool_size=4, metrics_port=None)
     app = create_app(backend, lease_ttl_s=settings.lease_ttl_s, token=token, read_only=read_only)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+    class Server(uvicorn.Server):
+        # uvicorn re-raises SIGTERM after shutting down (exit 143); like `worker start`, a
+        # requested stop is a clean exit 0, so our handler only asks it to finish
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+
+    def stop() -> None:
+        server.should_exit = True
+
+    runtime.on_stop_signals(stop)
+    server.run()
