@@ -242,6 +242,7 @@ class RunSample:
     outcome: str
     run_s: float
     wait_s: float
+    ago_s: float = 0.0  # how long ago it finished
 
 
 @dataclass(frozen=True, slots=True)

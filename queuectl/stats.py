@@ -56,3 +56,16 @@ def summarize(samples: Iterable[models.RunSample], *, window_s: float) -> dict[s
         "all": _group(all_samples, window_s),
         "queues": {q: _group(by_queue[q], window_s) for q in sorted(by_queue)},
     }
+
+
+def timeline(
+    samples: Iterable[models.RunSample], *, window_s: float, buckets: int
+) -> list[tuple[int, int]]:
+    """(succeeded, failed) attempts per equal slice of the window, oldest slice first."""
+    width = window_s / buckets
+    counts = [[0, 0] for _ in range(buckets)]
+    for s in samples:
+        slot = buckets - 1 - int(s.ago_s // width)
+        if 0 <= slot < buckets:
+            counts[slot][0 if s.outcome == models.OutcomeKind.SUCCEEDED else 1] += 1
+    return [(ok, bad) for ok, bad in counts]

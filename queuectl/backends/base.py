@@ -95,8 +95,10 @@ class Backend(Protocol):
     def list_workers(self, *, lease_ttl_s: float) -> list[models.WorkerInfo]:
         """Workers whose last heartbeat is younger than the lease."""
 
-    def request_stop(self, *, lease_ttl_s: float) -> list[str]:
-        """Ask every live worker to drain; returns their ids."""
+    def request_stop(
+        self, *, lease_ttl_s: float, worker_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Ask every live worker (or the named ones) to drain; returns their ids."""
 
     def has_work(self, queues: Sequence[str]) -> bool:
         """Whether jobs in these queues are due now or waiting out a retry backoff."""

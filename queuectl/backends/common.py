@@ -70,6 +70,7 @@ def sample_from_row(row: Mapping[str, Any]) -> models.RunSample:
         outcome=row["outcome"] or "unknown",
         run_s=max(0.0, float(row["run_s"] or 0.0)),
         wait_s=max(0.0, float(row["wait_s"] or 0.0)),
+        ago_s=max(0.0, float(row["ago_s"] or 0.0)),
     )
 
 

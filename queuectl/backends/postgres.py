@@ -349,9 +349,12 @@ class PostgresBackend:
                 for r in cur.fetchall()
             ]
 
-    def request_stop(self, *, lease_ttl_s: float) -> list[str]:
+    def request_stop(
+        self, *, lease_ttl_s: float, worker_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        ids = None if worker_ids is None else list(worker_ids)
         with self._tx() as cur:
-            cur.execute(Q["request_stop"], {"lease_s": lease_ttl_s})
+            cur.execute(Q["request_stop"], {"lease_s": lease_ttl_s, "ids": ids})
             stopped = [r["id"] for r in cur.fetchall()]
             if stopped:
                 cur.execute("SELECT pg_notify('queuectl_control', 'stop')")

@@ -122,8 +122,10 @@ SELECT w.*, extract(epoch FROM now() - w.heartbeat_at) AS age_s,
  ORDER BY w.started_at, w.id;
 
 -- name: request_stop
+-- Every live worker, or only those named; a process drains when any of its slots is asked.
 UPDATE queuectl_workers SET stop_requested = true
  WHERE heartbeat_at >= now() - make_interval(secs => %(lease_s)s)
+   AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s))
 RETURNING id;
 
 -- name: get_job
@@ -205,7 +207,8 @@ SELECT count(*) AS alive,
 -- Finished attempts in a time window: the raw material of `queuectl stats`.
 SELECT queue, outcome,
        extract(epoch FROM finished_at - started_at)::float8 AS run_s,
-       greatest(extract(epoch FROM started_at - due_at), 0)::float8 AS wait_s
+       greatest(extract(epoch FROM started_at - due_at), 0)::float8 AS wait_s,
+       extract(epoch FROM now() - finished_at)::float8 AS ago_s
   FROM queuectl_runs
  WHERE finished_at >= now() - make_interval(secs => %(since_s)s)
    AND (%(queue)s::text IS NULL OR queue = %(queue)s);

@@ -397,10 +397,13 @@ class SqliteBackend:
             for r in rows
         ]
 
-    def request_stop(self, *, lease_ttl_s: float) -> list[str]:
+    def request_stop(
+        self, *, lease_ttl_s: float, worker_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        ids = None if worker_ids is None else json.dumps(list(worker_ids))
         with self._tx() as conn:
             rows = conn.execute(
-                Q["request_stop"], {"now": time.time(), "lease_s": lease_ttl_s}
+                Q["request_stop"], {"now": time.time(), "lease_s": lease_ttl_s, "ids": ids}
             ).fetchall()
         return [r["id"] for r in rows]
 

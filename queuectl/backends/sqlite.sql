@@ -90,8 +90,10 @@ SELECT w.*, :now - w.heartbeat_at AS age_s,
  ORDER BY w.started_at, w.id;
 
 -- name: request_stop
+-- Every live worker, or only those named; a process drains when any of its slots is asked.
 UPDATE queuectl_workers SET stop_requested = 1
  WHERE heartbeat_at >= :now - :lease_s
+   AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
 RETURNING id;
 
 -- name: get_job
@@ -167,7 +169,8 @@ SELECT count(*) AS alive,
 -- name: run_samples
 -- Finished attempts in a time window: the raw material of `queuectl stats`.
 SELECT queue, outcome, finished_at - started_at AS run_s,
-       max(started_at - coalesce(due_at, started_at), 0) AS wait_s
+       max(started_at - coalesce(due_at, started_at), 0) AS wait_s,
+       :now - finished_at AS ago_s
   FROM queuectl_runs
  WHERE finished_at >= :now - :since_s AND (:queue IS NULL OR queue = :queue);
 

@@ -65,6 +65,7 @@ class _Views:
             Route("/dlq/retry", act(self.dlq_retry), methods=["POST"]),
             Route("/workers", self.workers),
             Route("/workers/stop", act(self.stop_workers), methods=["POST"]),
+            Route("/workers/{worker_id:path}/stop", act(self.stop_worker), methods=["POST"]),
             Route("/schedules", self.schedules),
             Route("/schedules/{name}/pause", act(self.pause), methods=["POST"]),
             Route("/schedules/{name}/resume", act(self.resume), methods=["POST"]),
@@ -81,14 +82,17 @@ class _Views:
     # --- pages ----------------------------------------------------------------------------------
     def overview(self, request: Request) -> Response:
         backend = self.backend
-        summary = stats_mod.summarize(backend.run_samples(since_s=3600), window_s=3600)
+        samples = backend.run_samples(since_s=3600)
+        bars = stats_mod.timeline(samples, window_s=3600, buckets=12)
         return self.render(
             request,
             "overview.html",
             stats=backend.stats(lease_ttl_s=self.lease_ttl_s),
             oldest=backend.oldest_due(),
             workers=backend.list_workers(lease_ttl_s=self.lease_ttl_s),
-            summary=summary,
+            summary=stats_mod.summarize(samples, window_s=3600),
+            bars=bars,
+            bar_max=max([ok + bad for ok, bad in bars] + [1]),
         )
 
     def jobs(self, request: Request) -> Response:
@@ -219,6 +223,12 @@ class _Views:
 
     def stop_workers(self, request: Request, form: dict[str, str]) -> str:
         self.backend.request_stop(lease_ttl_s=self.lease_ttl_s)
+        return "/workers"
+
+    def stop_worker(self, request: Request, form: dict[str, str]) -> str:
+        worker_id = request.path_params["worker_id"]
+        if not self.backend.request_stop(lease_ttl_s=self.lease_ttl_s, worker_ids=[worker_id]):
+            raise errors.NotFound(f"no live worker {worker_id!r}")
         return "/workers"
 
     def pause(self, request: Request, form: dict[str, str]) -> str:

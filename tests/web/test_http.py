@@ -32,6 +32,16 @@ def finish(backend: Backend, job_id: str, ok: bool) -> None:
     )
 
 
+def test_the_overview_charts_the_last_hour(backend: Backend) -> None:
+    backend.enqueue([models.JobSpec(command="x", id=i, max_retries=0) for i in ("a", "b")])
+    finish(backend, "a", ok=True)
+    finish(backend, "b", ok=False)
+    html = client(backend).get("/").text
+    assert '<svg class="chart" id="throughput"' in html
+    assert "<title>1 succeeded</title>" in html
+    assert "<title>1 failed</title>" in html
+
+
 def test_every_page_renders(backend: Backend) -> None:
     backend.enqueue([models.JobSpec(command="echo hi", id="a", queue="mail")])
     backend.add_schedule(models.Schedule(name="nightly", cron="0 3 * * *", command="true"))
@@ -148,11 +158,19 @@ def test_workers_and_schedules_actions(backend: Backend) -> None:
     w = models.WorkerInfo(id="w1", host="h", pid=1, queues=())
     backend.heartbeat([w], [], lease_ttl_s=30)
     backend.add_schedule(models.Schedule(name="tick", cron="* * * * *", command="true"))
+    other = models.WorkerInfo(id="w2", host="h", pid=2, queues=())
+    backend.heartbeat([other], [], lease_ttl_s=30)
     c = client(backend, lease_ttl_s=30)
     token = csrf(c)
     assert "w1" in c.get("/workers").text
+    assert c.post("/workers/w2/stop", data={"csrf": token}).status_code == 303
+    assert {w.id: w.stopping for w in backend.list_workers(lease_ttl_s=30)} == {
+        "w1": False,
+        "w2": True,
+    }
+    assert c.post("/workers/gone/stop", data={"csrf": token}).status_code == 404
     c.post("/workers/stop", data={"csrf": token})
-    assert backend.list_workers(lease_ttl_s=30)[0].stopping
+    assert all(w.stopping for w in backend.list_workers(lease_ttl_s=30))
     c.post("/schedules/tick/pause", data={"csrf": token})
     assert backend.list_schedules()[0].paused
     c.post("/schedules/tick/resume", data={"csrf": token})
