@@ -119,8 +119,11 @@ def test_an_expired_job_goes_to_the_dlq_instead_of_running(cli: Cli) -> None:
 
 def test_metrics_move_as_jobs_run(cli: Cli) -> None:
     wport, oport = free_port(), free_port()
-    worker = cli.popen("worker", "start", "--count", "2", "--metrics-port", str(wport))
     orch = cli.popen("orchestrator", "run", "--metrics-port", str(oport))
+    # the orchestrator leads before the worker starts: on SQLite a worker carries a standby
+    # orchestrator of its own, which would otherwise win the lease half of the time
+    wait_for(lambda: leader_pid(cli.url) == orch.pid, timeout=15)
+    worker = cli.popen("worker", "start", "--count", "2", "--metrics-port", str(wport))
     try:
         wait_for(lambda: _up(wport) and _up(oport), timeout=15)
         before = scrape(wport)
