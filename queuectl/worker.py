@@ -55,11 +55,15 @@ class Worker:
         environ: Mapping[str, str] = os.environ,
         metrics: Metrics | None = None,
         embedded_orchestrator: Orchestrator | None = None,
+        noop: bool = False,
     ) -> None:
         self.backend = backend
         self.settings = settings
         self.metrics = metrics
         self.orchestrator = embedded_orchestrator
+        # benchmarks only: claim, record and complete without running anything, to measure
+        # the queue's own overhead apart from the cost of spawning a shell
+        self.noop = noop
         self.queues = tuple(queues)
         self.host = host or settings.hostname or socket.gethostname()
         self.pid = os.getpid()
@@ -253,6 +257,8 @@ class Worker:
             self._release(job, None)
 
     def _run(self, job: models.Job, bound: structlog.BoundLogger) -> models.Outcome:
+        if self.noop:
+            return models.Outcome(models.OutcomeKind.SUCCEEDED, exit_code=0)
         try:
             runner = Runner(
                 job.command,

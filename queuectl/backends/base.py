@@ -60,6 +60,9 @@ class Backend(Protocol):
 
     def purge_dead(self) -> int: ...
 
+    def purge_queue(self, queue: str) -> int:
+        """Delete every job of a queue that is not running (benchmark clean-up)."""
+
     # --- workers ------------------------------------------------------------------------------
     def claim(
         self,

@@ -235,6 +235,11 @@ class PostgresBackend:
             cur.execute(Q["purge_dead"])
             return cur.rowcount
 
+    def purge_queue(self, queue: str) -> int:
+        with self._tx() as cur:
+            cur.execute(Q["purge_queue"], {"queue": queue})
+            return cur.rowcount
+
     # --- workers ------------------------------------------------------------------------------
     def claim(
         self, slot_ids: Sequence[str], queues: Sequence[str], *, host: str, lease_ttl_s: float

@@ -312,3 +312,6 @@ SELECT queue, extract(epoch FROM now() - min(run_at))::float8 AS age_s
 -- name: notify_queues
 -- Wake idle workers at once (delivered when the enqueueing transaction commits).
 SELECT pg_notify('queuectl_wake', q) FROM unnest(%(queues)s::text[]) AS q;
+
+-- name: purge_queue
+DELETE FROM queuectl_jobs WHERE queue = %(queue)s AND state <> 'processing';

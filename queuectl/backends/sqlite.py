@@ -248,6 +248,10 @@ class SqliteBackend:
         with self._tx() as conn:
             return conn.execute(Q["purge_dead"]).rowcount
 
+    def purge_queue(self, queue: str) -> int:
+        with self._tx() as conn:
+            return conn.execute(Q["purge_queue"], {"queue": queue}).rowcount
+
     # --- workers ------------------------------------------------------------------------------
     def claim(
         self, slot_ids: Sequence[str], queues: Sequence[str], *, host: str, lease_ttl_s: float

@@ -246,3 +246,6 @@ SELECT queue, :now - min(run_at) AS age_s
   FROM queuectl_jobs
  WHERE state IN ('pending', 'failed') AND run_at <= :now
  GROUP BY queue;
+
+-- name: purge_queue
+DELETE FROM queuectl_jobs WHERE queue = :queue AND state <> 'processing';

@@ -12,6 +12,7 @@ from typer._click.exceptions import ClickException
 
 from queuectl import __version__, errors
 from queuectl.cli import (
+    bench_cmd,
     dashboard_cmd,
     dlq,
     jobs,
@@ -40,6 +41,7 @@ app.add_typer(settings_cmd.db_app, name="db")
 app.add_typer(schedules.app, name="schedule")
 app.add_typer(orchestrator_cmd.app, name="orchestrator")
 app.command("dashboard")(dashboard_cmd.dashboard)
+app.command("bench")(bench_cmd.bench)
 
 
 def _version(value: bool) -> None:

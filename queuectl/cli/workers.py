@@ -27,6 +27,10 @@ def start(
         bool, typer.Option("--burst", help="Exit once no job is due or waiting to retry.")
     ] = False,
     metrics_port: runtime.MetricsPort = None,
+    noop: Annotated[
+        bool,
+        typer.Option("--noop", hidden=True, help="Benchmarks: complete jobs without running them."),
+    ] = False,
 ) -> None:
     """Run workers in the foreground until stopped (SIGTERM/SIGINT drain; twice kills)."""
     from queuectl.worker import Worker
@@ -49,6 +53,7 @@ def start(
         queues=queue or (),
         metrics=metrics,
         embedded_orchestrator=orchestrator,
+        noop=noop,
     )
     runtime.on_stop_signals(worker.signal_received)  # acted on within 0.25 s
     worker.run(burst=burst)

@@ -1,0 +1,53 @@
+"""`queuectl bench`: the benchmark harness (see queuectl/bench.py)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from queuectl import errors
+from queuectl.cli import output
+from queuectl.cli.context import CTX
+
+SECTIONS = ("drain", "enqueue", "cli")
+
+
+def bench(
+    jobs: Annotated[int, typer.Option(min=10, max=1_000_000, help="Jobs per drain run.")] = 2000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 2,
+    slots: Annotated[int, typer.Option(min=1, max=256, help="Slots per worker.")] = 4,
+    only: Annotated[
+        list[str] | None, typer.Option(help=f"Run only these sections: {', '.join(SECTIONS)}.")
+    ] = None,
+    json_out: Annotated[str | None, typer.Option("--json", help="Also write results here.")] = None,
+    scratch: Annotated[
+        bool, typer.Option(help="Use a throwaway SQLite file instead of --db.")
+    ] = False,
+) -> None:
+    """Measure throughput, enqueue rates and CLI start-up on this machine and database.
+
+    Jobs go to a private queue that is deleted afterwards; run it on a quiet database."""
+    from queuectl.bench import Bench, as_json
+
+    sections = set(only or SECTIONS)
+    if unknown := sections - set(SECTIONS):
+        raise errors.UsageError(f"unknown section {sorted(unknown)[0]!r} (one of {SECTIONS})")
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}" if scratch else CTX.settings.database_url
+        if not scratch:
+            CTX.backend().migrate()  # fail fast, with one clear line, when unreachable
+        runner = Bench(url=url, jobs=jobs, workers=workers, slots=slots)
+        results = runner.run(sections=sections, progress=output.note)
+    output.emit(
+        output.table(
+            ["measure", "value", "unit", "note"],
+            ([r.name, r.value, r.unit, r.note] for r in results),
+        )
+    )
+    if json_out:
+        doc = as_json(results, url=url, params={"jobs": jobs, "workers": workers, "slots": slots})
+        Path(json_out).write_text(json.dumps(doc, indent=2) + "\n")
