@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,6 +28,10 @@ def bench(
     """Measure throughput, enqueue rates and CLI start-up on this machine and database.
 
     Jobs go to a private queue that is deleted afterwards; run it on a quiet database."""
+    import json
+    import tempfile
+    from pathlib import Path
+
     from queuectl.bench import Bench, as_json
 
     sections = set(only or SECTIONS)

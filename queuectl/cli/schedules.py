@@ -119,13 +119,7 @@ def pause(name: Name) -> None:
 @app.command()
 def resume(name: Name) -> None:
     """Fire again from the next slot."""
-    from queuectl.cron import Cron
+    from queuectl.schedules import resume_schedule
 
-    backend = CTX.backend()
-    current = {s.name: s for s in backend.list_schedules()}.get(name)
-    if current is None:
-        raise errors.NotFound(f"no schedule named {name!r}")
-    # slots that passed while paused count as done: resuming never fires a backlog
-    skip_to = Cron.parse(current.cron).latest_at_or_before(models.utcnow())
-    backend.pause_schedule(name, paused=False, skip_to=skip_to)
+    resume_schedule(CTX.backend(), name)
     output.emit(f"resumed schedule {name}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +21,11 @@ from queuectl import errors, ids, models
 from queuectl import stats as stats_mod
 from queuectl.backends.base import Backend
 from queuectl.durations import format_duration
+from queuectl.schedules import resume_schedule
 from queuectl.web import security
+
+if TYPE_CHECKING:
+    from queuectl.metrics import Metrics
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
@@ -48,6 +52,7 @@ class _Views:
         self.lease_ttl_s = lease_ttl_s
         self.token = token
         self.read_only = read_only
+        self._metrics: Metrics | None = None
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals.update(
             iso=models.iso, duration=format_duration, states=list(models.JobState)
@@ -170,11 +175,12 @@ class _Views:
     def metrics(self, request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        from queuectl.metrics import Metrics
+        if self._metrics is None:  # built on the first scrape, then reused
+            from queuectl.metrics import Metrics
 
-        registry = Metrics("dashboard")
-        registry.add_queue_collector(self.backend, lease_ttl_s=self.lease_ttl_s)
-        return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
+            self._metrics = Metrics("dashboard")
+            self._metrics.add_queue_collector(self.backend, lease_ttl_s=self.lease_ttl_s)
+        return Response(generate_latest(self._metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def login(self, request: Request) -> Response:
         response = RedirectResponse("/", status_code=303)
@@ -236,14 +242,7 @@ class _Views:
         return "/schedules"
 
     def resume(self, request: Request, form: dict[str, str]) -> str:
-        from queuectl.cron import Cron
-
-        name = request.path_params["name"]
-        current = {s.name: s for s in self.backend.list_schedules()}.get(name)
-        if current is None:
-            raise errors.NotFound(f"no schedule named {name!r}")
-        skip_to = Cron.parse(current.cron).latest_at_or_before(models.utcnow())
-        self.backend.pause_schedule(name, paused=False, skip_to=skip_to)
+        resume_schedule(self.backend, request.path_params["name"])
         return "/schedules"
 
 

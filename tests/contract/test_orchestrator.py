@@ -31,6 +31,12 @@ def minute(at: datetime) -> float:
     return at.replace(second=0, microsecond=0).timestamp()
 
 
+def every_minute_schedule(backend: Backend) -> float:
+    """Add the schedule 'tick' (* * * * *); the first whole minute after it exists."""
+    backend.add_schedule(models.Schedule(name="tick", cron="* * * * *", command="true"))
+    return minute(models.utcnow() + timedelta(minutes=1))
+
+
 def cron_jobs(backend: Backend) -> list[str]:
     return sorted(j.id for j in backend.list_jobs(limit=1000) if j.id.startswith("tick:"))
 
@@ -39,8 +45,7 @@ def test_every_minute_schedule_fires_once_per_slot_with_two_orchestrators(
     two: tuple[Orchestrator, Orchestrator, Backend],
 ) -> None:
     first, second, backend = two
-    backend.add_schedule(models.Schedule(name="tick", cron="* * * * *", command="true"))
-    start = minute(models.utcnow() + timedelta(minutes=1))
+    start = every_minute_schedule(backend)
     # five minutes of ticks every 15 s, both orchestrators racing for every slot
     for step in range(20):
         now = start + step * 15
@@ -55,8 +60,7 @@ def test_missed_slots_are_not_replayed_in_a_burst(
     two: tuple[Orchestrator, Orchestrator, Backend],
 ) -> None:
     first, _, backend = two
-    backend.add_schedule(models.Schedule(name="tick", cron="* * * * *", command="true"))
-    start = minute(models.utcnow() + timedelta(minutes=1))
+    start = every_minute_schedule(backend)
     first.fire_schedules(start)
     first.fire_schedules(start + 10 * 60 + 5)  # ten minutes of downtime
     assert len(cron_jobs(backend)) == 2  # the first slot and only the latest missed one
@@ -66,8 +70,7 @@ def test_paused_schedules_do_not_fire_and_resume_skips_the_pause(
     two: tuple[Orchestrator, Orchestrator, Backend],
 ) -> None:
     first, _, backend = two
-    backend.add_schedule(models.Schedule(name="tick", cron="* * * * *", command="true"))
-    start = minute(models.utcnow() + timedelta(minutes=1))
+    start = every_minute_schedule(backend)
     first.fire_schedules(start)
     backend.pause_schedule("tick", paused=True)
     first.fire_schedules(start + 60)
