@@ -31,3 +31,12 @@ test: lint  ## the whole suite: unit, contract and e2e on SQLite and Postgres
 
 clean:
 	rm -rf $(VENV) demo-data .mypy_cache .ruff_cache .pytest_cache
+
+# Competitors for `queuectl/bench_peers.py`, in their own venv: never our dependencies.
+PEERS_VENV ?= .venv-peers
+.PHONY: bench-peers-env
+bench-peers-env:  ## PGQueuer and Procrastinate, pinned, for the side-by-side drain rates
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet 'pgqueuer[asyncpg,psycopg]==1.6.0' \
+	  'asyncpg==0.32.0' 'procrastinate==3.10.0' 'psycopg[binary,pool]==3.3.9'

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -37,7 +39,11 @@ class Bench:
     jobs: int = 2000
     workers: int = 2
     slots: int = 4
+    samples: int = 100  # pickup latency: jobs enqueued one at a time
+    history: int = 1_000_000  # the history section: completed jobs already in the table
+    peers_python: str | None = None  # an interpreter with pgqueuer and procrastinate
     results: list[Result] = field(default_factory=list)
+    series: list[dict[str, Any]] = field(default_factory=list)  # the matrix, for the plot
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "QUEUECTL_DATABASE_URL": self.url, "QUEUECTL_LOG_LEVEL": "error"}
@@ -46,8 +52,10 @@ class Bench:
         self.results.append(Result(name, round(value, 2), unit, note))
 
     # --- drain ----------------------------------------------------------------------------------
-    def drain(self, *, noop: bool) -> float:
+    def drain(self, *, noop: bool, workers: int | None = None, slots: int | None = None) -> float:
         """Jobs/s from the first start to the last finish of N jobs, W processes x C slots."""
+        workers = workers or self.workers
+        slots = slots or self.slots
         queue = f"bench-{secrets.token_hex(4)}"
         backend = open_backend(self.url)
         try:
@@ -64,7 +72,7 @@ class Bench:
                         "start",
                         "--burst",
                         "--count",
-                        str(self.slots),
+                        str(slots),
                         "--queue",
                         queue,
                         *extra,
@@ -73,7 +81,7 @@ class Bench:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-                for _ in range(self.workers)
+                for _ in range(workers)
             ]
             for proc in procs:
                 proc.wait()
@@ -89,10 +97,10 @@ class Bench:
             backend.purge_queue(queue)
             backend.close()
 
-    def spawn_ceiling(self) -> float:
+    def spawn_ceiling(self, parallel: int | None = None) -> float:
         """`sh -c true` straight from Python at the same parallelism: the shell cost alone."""
         started = time.perf_counter()
-        with ThreadPoolExecutor(self.workers * self.slots) as pool:
+        with ThreadPoolExecutor(parallel or self.workers * self.slots) as pool:
             list(
                 pool.map(
                     lambda _: subprocess.run(["/bin/sh", "-c", "true"], check=True),
@@ -137,11 +145,72 @@ class Bench:
             times.append((time.perf_counter() - started) * 1000)
         return statistics.median(times)
 
+    # --- pickup latency -------------------------------------------------------------------------
+    def pickup(self) -> list[float]:
+        """Enqueue -> start, in seconds, of jobs enqueued one at a time at random moments
+        while W idle workers wait (Postgres: LISTEN/NOTIFY; SQLite: data_version watch)."""
+        queue = f"bench-{secrets.token_hex(4)}"
+        procs = [
+            subprocess.Popen(
+                [*QUEUECTL, "worker", "start", "--count", str(self.slots), "--queue", queue],
+                env=self.env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(self.workers)
+        ]
+        backend = open_backend(self.url)
+        latencies: list[float] = []
+        try:
+            deadline = time.monotonic() + 30
+            while len(backend.list_workers(lease_ttl_s=10)) < self.workers * self.slots:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("pickup: the workers did not start within 30 s")
+                time.sleep(0.05)
+            time.sleep(1.0)  # every worker idle, its poll backed off
+            rng = random.Random(7)  # noqa: S311 (timing jitter, not security)
+            for _ in range(self.samples):
+                (job,) = backend.enqueue([models.JobSpec(command="true", queue=queue)])
+                while (started := backend.get_job(job.id).started_at) is None:
+                    time.sleep(0.001)
+                latencies.append((started - job.created_at).total_seconds())
+                time.sleep(rng.uniform(0.05, 0.15))  # idle again, at a random poll phase
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait()
+            backend.purge_queue(queue)
+            backend.close()
+        return latencies
+
+    # --- peers and the bare-SQL ceiling (Postgres) --------------------------------------------
+    def peer(self, system: str, *, processes: int, batch: int) -> float:
+        """Drain rate of a peer queue, run by the interpreter of its own environment."""
+        if self.peers_python is None:
+            raise RuntimeError("peer benchmarks need --peers-python")
+        script = Path(__file__).with_name("bench_peers.py")
+        args = [self.peers_python, str(script), system, "--dsn", self.url]
+        args += ["--jobs", str(self.jobs), "--processes", str(processes), "--batch", str(batch)]
+        done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"{system}: {done.stderr.strip().splitlines()[-1:]}")
+        return float(json.loads(done.stdout.strip().splitlines()[-1])["jobs_per_s"])
+
+    def sql_ceiling(self, *, connections: int, batch: int) -> float:
+        from queuectl.bench_sql import sql_ceiling
+
+        return sql_ceiling(self.url, jobs=self.jobs, connections=connections, batch=batch)
+
     def run(self, *, sections: set[str], progress: Callable[[str], None]) -> list[Result]:
         steps: list[tuple[str, Callable[[], None]]] = [
             ("drain", self._drain_section),
+            ("pickup", self._pickup_section),
             ("enqueue", self._enqueue_section),
             ("cli", self._cli_section),
+            ("peers", self._peers_section),
+            ("history", self._history_section),
+            ("matrix", self._matrix_section),
         ]
         for name, step in steps:
             if name in sections:
@@ -158,6 +227,62 @@ class Bench:
         ceiling = self.spawn_ceiling()
         self.add("spawn ceiling", ceiling, "jobs/s", "sh -c true from Python, same parallelism")
         self.add("shell / spawn ceiling", shell / ceiling, "ratio", "")
+
+    def _pickup_section(self) -> None:
+        ms = sorted(x * 1000 for x in self.pickup())
+        shape = f"{len(ms)} jobs, one at a time, {self.workers} idle x {self.slots} slots"
+        for q in (50, 95, 99):
+            value = ms[min(len(ms) - 1, max(0, round(q / 100 * len(ms)) - 1))]
+            self.add(f"pickup latency p{q}", value, "ms", f"enqueue -> start; {shape}")
+
+    def _peers_section(self) -> None:
+        """Side by side on Postgres: our noop drain, PGQueuer and Procrastinate at the same
+        batch (= our slots), and the bare-SQL claim/complete loop."""
+        if not self.url.startswith("postgres"):
+            raise RuntimeError("the peers section needs a PostgreSQL --db")
+        shape = f"{self.jobs} jobs, {self.workers} processes, batch {self.slots}"
+        ours = self.drain(noop=True)
+        self.add("queuectl noop drain", ours, "jobs/s", shape)
+        if self.peers_python is not None:
+            pgq = self.peer("pgqueuer", processes=self.workers, batch=self.slots)
+            self.add("PGQueuer drain", pgq, "jobs/s", shape)
+            self.add("queuectl / PGQueuer", ours / pgq, "ratio", "target >= 1.0")
+            proc = self.peer("procrastinate", processes=self.workers, batch=self.slots)
+            self.add("Procrastinate drain", proc, "jobs/s", f"{shape} (concurrency)")
+            self.add("queuectl / Procrastinate", ours / proc, "ratio", "target >= 10")
+        one = self.sql_ceiling(connections=1, batch=1)
+        self.add("bare SQL, 1 connection, 1 per commit", one, "jobs/s", "claim, then complete")
+        ceiling = self.sql_ceiling(connections=2, batch=100)
+        self.add("bare SQL, 2 connections, 100 per batch", ceiling, "jobs/s", "the ceiling")
+        self.add("queuectl / bare SQL ceiling", ours / ceiling, "ratio", "target >= 0.5")
+
+    def _history_section(self) -> None:
+        """Noop drain on an empty table, then with `history` completed jobs in it."""
+        empty = self.drain(noop=True)
+        backend = open_backend(self.url)
+        queue = f"bench-history-{secrets.token_hex(4)}"
+        try:
+            backend.seed_completed(queue, self.history)
+            full = self.drain(noop=True)
+        finally:
+            backend.purge_queue(queue)
+            backend.close()
+        self.add("drain, noop, empty table", empty, "jobs/s", "")
+        self.add(f"drain, noop, {self.history:,} completed rows", full, "jobs/s", "")
+        self.add("with history / empty", full / empty, "ratio", "target >= 0.8")
+
+    def _matrix_section(self) -> None:
+        """Throughput against workers and slots, both executors and the spawn ceiling at the
+        same parallelism: the data of the plot (`--json`, then benchmarks/plot.py)."""
+        for workers in (1, 2, 4):
+            for slots in (1, 4, 16):
+                row: dict[str, Any] = {"workers": workers, "slots": slots}
+                row["noop"] = self.drain(noop=True, workers=workers, slots=slots)
+                row["shell"] = self.drain(noop=False, workers=workers, slots=slots)
+                row["spawn"] = self.spawn_ceiling(workers * slots)
+                self.series.append(row)
+                for key in ("noop", "shell", "spawn"):
+                    self.add(f"matrix {workers}x{slots} {key}", row[key], "jobs/s", "")
 
     def _enqueue_section(self) -> None:
         self.add("enqueue --file (bulk)", self.enqueue_bulk(), "jobs/s", f"{self.jobs} jobs")
@@ -179,9 +304,19 @@ class Bench:
         self.add("python -c 'import typer'", statistics.median(times), "ms", "the floor")
 
 
-def as_json(results: list[Result], *, url: str, params: dict[str, Any]) -> dict[str, Any]:
-    return {
+def as_json(
+    results: list[Result],
+    *,
+    url: str,
+    params: dict[str, Any],
+    series: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
         "params": params,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "database": url.split("://", 1)[0],
         "results": [r.__dict__ for r in results],
-    } | {"database": url.split("://", 1)[0]}
+    }
+    if series:
+        doc["series"] = series
+    return doc

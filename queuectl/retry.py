@@ -1,9 +1,14 @@
 """Pure retry policy: how long a failed attempt waits, or None for the DLQ."""
 
-import random
+from __future__ import annotations
+
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from queuectl import models
+
+if TYPE_CHECKING:
+    import random
 
 
 def delay_for(
@@ -23,6 +28,9 @@ def delay_for(
     seconds = min(seconds, policy.backoff_max_s)
     if policy.backoff_jitter > 0:
         # jitter spreads a thundering herd of retries; the default 0 keeps the formula exact
+        # (and spares every CLI call importing random: backends import this module)
+        if rng is None:
+            import random
         spread = seconds * policy.backoff_jitter
         seconds = max(0.0, seconds + (rng or random).uniform(-spread, spread))
     return timedelta(seconds=min(seconds, policy.backoff_max_s))

@@ -14,6 +14,7 @@ import structlog
 
 from queuectl import errors, models, retry
 from queuectl.backends.base import Backend
+from queuectl.completer import Completer
 from queuectl.config import Settings
 from queuectl.runner import Runner, job_env, kill_orphans, spawn_failure
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:  # composed by the CLI; the worker only calls them
 log = structlog.get_logger("queuectl.worker")
 
 _RETRYABLE_OUTCOMES = frozenset({models.OutcomeKind.FAILED, models.OutcomeKind.TIMED_OUT})
-_FINISH_TRIES = 5  # a finish that cannot reach the database is retried, then left to recovery
 _SIGNAL_CHECK_S = 0.25  # the main thread's longest wait: signals are acted on this quickly
 _LOCAL_POLL_S = 0.2  # SQLite: the longest an idle worker waits before looking again
 
@@ -91,6 +91,7 @@ class Worker:
             else min(settings.poll_interval_s, _LOCAL_POLL_S)
         )
         self._log = log.bind(worker=f"{self.host}-{self.pid}")
+        self._completer: Completer | None = None
 
     # --- control ------------------------------------------------------------------------------
     def signal_received(self) -> None:
@@ -136,6 +137,9 @@ class Worker:
         self.backend.deregister_workers(self.slot_ids)  # a stale row of a reused pid
         self._heartbeat()
         self._recover()  # a crash before this start is recovered now, not a sweep later
+        self._completer = Completer(
+            self.backend, on_written=self._written, on_db_error=lambda: self._db_error("finish")
+        )
         beat = threading.Thread(target=self._beat_loop, name="queuectl-heartbeat", daemon=True)
         beat.start()
         helpers = [
@@ -154,6 +158,7 @@ class Worker:
             self._dispatch(burst=burst)
         finally:
             self._drain()
+            self._completer.close()  # every result written before the leases stop renewing
             self._beat_stop.set()
             self._beat_now.set()
             if self.orchestrator is not None:
@@ -193,11 +198,14 @@ class Worker:
                     taken = {j.worker_id for j in claimed}
                     self._free.extend(s for s in free if s not in taken)
                 for job in claimed:
-                    self._start(job, asked_at)
+                    if self.noop:
+                        self._noop(job)
+                    else:
+                        self._start(job, asked_at)
             if claimed:
                 idle_s = 0.05
                 continue
-            if burst and not self._running and not self._has_work():
+            if burst and not self._running and not self._unwritten() and not self._has_work():
                 return
             # woken early by a finished job (a free slot), a NOTIFY or stop(); else back off
             # to the poll, but never sleep past a retry this process scheduled
@@ -214,6 +222,9 @@ class Worker:
             if remaining <= 0 or self._wake.wait(min(remaining, _SIGNAL_CHECK_S)):
                 return
             self._check_signals()
+
+    def _unwritten(self) -> int:
+        return 0 if self._completer is None else self._completer.pending
 
     def _has_work(self) -> bool:
         try:
@@ -249,12 +260,24 @@ class Worker:
         outcome: models.Outcome | None = None
         try:
             outcome = self._run(job, bound)
-            self._finish(job, outcome, bound)
+            self._complete(job, outcome, bound)
         except Exception:  # a bug here must not take the slot (or the worker) down with it
             bound.exception("job_crashed")
         finally:
             self._observe_end(job, outcome)
             self._release(job, None)
+
+    def _noop(self, job: models.Job) -> None:
+        """The noop executor (benchmarks): the job succeeds at once, in the claim loop, with
+        no thread of its own; claim, record and complete are all that is measured."""
+        self._log.info("job_claimed", job_id=job.id, queue=job.queue, worker_id=job.worker_id)
+        self._observe_start(job)
+        outcome = models.Outcome(models.OutcomeKind.SUCCEEDED, exit_code=0)
+        assert self._completer is not None
+        self._completer.submit(models.Finish(job, outcome))
+        self._observe_end(job, outcome)
+        with self._lock:
+            self._free.append(job.worker_id or "")
 
     def _run(self, job: models.Job, bound: structlog.BoundLogger) -> models.Outcome:
         if self.noop:
@@ -299,33 +322,36 @@ class Worker:
             self._free.append(job.worker_id or "")
         self._wake.set()
 
-    def _finish(
+    def _complete(
         self, job: models.Job, outcome: models.Outcome, bound: structlog.BoundLogger
     ) -> None:
+        """Hand the result to the completer; the slot is free as soon as this returns."""
         if outcome.kind is models.OutcomeKind.LOST:
             bound.warning("job_abandoned", reason="lease lost; recovery owns the job now")
             return
-        for attempt in range(1, _FINISH_TRIES + 1):
-            try:
-                retry_in = None
-                if outcome.kind in _RETRYABLE_OUTCOMES:
-                    # backoff-base is read when the failure happens (DESIGN.md §2)
-                    retry_in = retry.delay_for(job, self.backend.policy())
-                applied = self.backend.finish(job, outcome, retry_in)
-                if applied and retry_in is not None:
-                    due = time.monotonic() + retry_in.total_seconds()
-                    self._next_due = min(self._next_due, due)
-                break
+        retry_in = None
+        if outcome.kind in _RETRYABLE_OUTCOMES:
+            try:  # backoff-base is read when the failure happens (DESIGN.md §2)
+                self._policy = self.backend.policy()
             except errors.BackendError as exc:
-                bound.warning("finish_failed", error=str(exc), try_=attempt)
-                self._db_error("finish")
-                time.sleep(min(2.0**attempt * 0.1, 2.0))
-        else:
-            bound.error("finish_gave_up", note="the lease will expire and the job run again")
-            return
+                bound.warning("policy_read_failed", error=str(exc), note="using the last one")
+            retry_in = retry.delay_for(job, self._policy)
+        assert self._completer is not None
+        self._completer.submit(models.Finish(job, outcome, retry_in))
+
+    def _written(self, item: models.Finish, applied: bool) -> None:
+        """The completer wrote a result (its thread): count it, log it, note a retry's due."""
+        job, outcome, retry_in = item.job, item.outcome, item.retry_in
+        if applied and retry_in is not None:
+            due = time.monotonic() + retry_in.total_seconds()
+            self._next_due = min(self._next_due, due)
         self.jobs_done += 1
-        bound.info(
+        self._wake.set()  # a burst worker may be waiting for its last result to be written
+        self._log.info(
             "job_finished",
+            job_id=job.id,
+            queue=job.queue,
+            worker_id=job.worker_id,
             outcome=str(outcome.kind),
             exit_code=outcome.exit_code,
             duration_s=round(outcome.duration_s, 3),
@@ -343,7 +369,10 @@ class Worker:
         def on_notify(channel: str, payload: str) -> None:
             if channel == "queuectl_control":
                 self._beat_now.set()
-            else:
+            elif not payload or not self.queues or payload in self.queues:
+                # a wake-up names its queue: workers of other queues stay asleep, and a
+                # worker with no free slot only sets a flag (no claim); of the idle workers
+                # that race for a single job, the losers' claims skip its locked row
                 self._wake.set()
 
         def on_error(error: str) -> None:

@@ -10,6 +10,20 @@ from typing import Protocol
 from queuectl import models
 
 OrphanKiller = Callable[[models.Job, str | None], None]
+# one job as enqueue_bulk inserted it, every default resolved:
+# id, command, queue, priority, run_at, timeout_s (None: no limit), max_retries, expires_at
+JobRow = tuple[str, str, str, int, datetime, float | None, int, datetime | None]
+
+
+class Enqueued:
+    """What enqueue_bulk inserted. Every job is pending with 0 attempts."""
+
+    # a plain class: a NamedTuple or dataclass costs every CLI call compiling at import
+    __slots__ = ("now", "rows")
+
+    def __init__(self, now: datetime, rows: list[JobRow]) -> None:
+        self.now = now  # the transaction's time: each job's created_at and updated_at
+        self.rows = rows  # in input order
 
 
 class Backend(Protocol):
@@ -29,6 +43,10 @@ class Backend(Protocol):
     def enqueue(self, specs: Sequence[models.JobSpec]) -> list[models.Job]:
         """Insert every spec in one transaction (all or nothing). Unset max_retries and
         timeout are snapshotted from the settings table. DuplicateJob on a taken id."""
+
+    def enqueue_bulk(self, specs: Sequence[models.JobSpec]) -> Enqueued:
+        """`enqueue` for many jobs (same checks, one transaction, all or nothing) that
+        returns the rows it inserted instead of reading every job back."""
 
     def get_job(self, job_id: str) -> models.Job:
         """JobNotFound when absent."""
@@ -60,6 +78,9 @@ class Backend(Protocol):
 
     def purge_dead(self) -> int: ...
 
+    def seed_completed(self, queue: str, count: int) -> None:
+        """Benchmarks only: add `count` completed jobs, each with its one run, to `queue`."""
+
     def purge_queue(self, queue: str) -> int:
         """Delete every job of a queue that is not running (benchmark clean-up)."""
 
@@ -79,6 +100,9 @@ class Backend(Protocol):
         """SUCCEEDED -> completed; CANCELLED -> cancelled; INTERRUPTED -> pending now; else
         failed until now+retry_in, or dead when retry_in is None. False (and nothing written)
         when the job's lease token moved on."""
+
+    def finish_many(self, items: Sequence[models.Finish]) -> list[bool]:
+        """`finish` for many jobs in one transaction; per item, whether it applied."""
 
     def heartbeat(
         self,

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from queuectl import errors, ids, models, retry
+from queuectl.backends.base import JobRow
 
 RUN_COLUMNS = (
     "job_id, attempt, worker_id, started_at, finished_at, exit_code, outcome, error, "
@@ -106,6 +107,27 @@ def finish_params(
     }
 
 
+def finish_columns(items: Sequence[models.Finish]) -> dict[str, list[Any]]:
+    """finish_params of many jobs as column arrays (Postgres unnest), sorted by id: two
+    batches touching the same rows lock them in the same order."""
+    rows = sorted((finish_params(f.job, f.outcome, f.retry_in) for f in items), key=_by_id)
+    return {
+        "ids": [r["id"] for r in rows],
+        "tokens": [r["token"] for r in rows],
+        "states": [r["state"] for r in rows],
+        "retry_s": [r["retry_s"] for r in rows],
+        "exit_codes": [r["exit_code"] for r in rows],
+        "errors": [r["error"] for r in rows],
+        "outcomes": [r["outcome"] for r in rows],
+        "outputs": [r["output"] for r in rows],
+        "output_bytes": [r["output_bytes"] for r in rows],
+    }
+
+
+def _by_id(row: dict[str, Any]) -> str:
+    return str(row["id"])
+
+
 def lost_outcome(job: models.Job) -> models.Outcome:
     if job.cancel_requested:
         return models.Outcome(models.OutcomeKind.CANCELLED, error="cancelled (worker lost)")
@@ -121,15 +143,36 @@ def recovery_plan(
 
 def check_ids(specs: Sequence[models.JobSpec]) -> list[str]:
     """Fill in generated ids; reject a duplicate inside one batch before touching the db."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for spec in specs:
-        job_id = spec.id or ids.new_id()
-        if job_id in seen:
-            raise errors.DuplicateJob(f"job id {job_id!r} appears twice in the input")
-        seen.add(job_id)
-        out.append(job_id)
+    fresh = iter(ids.new_ids(sum(1 for spec in specs if not spec.id)))
+    out = [spec.id or next(fresh) for spec in specs]
+    if len(set(out)) < len(out):
+        seen: set[str] = set()
+        for job_id in out:
+            if job_id in seen:
+                raise errors.DuplicateJob(f"job id {job_id!r} appears twice in the input")
+            seen.add(job_id)
     return out
+
+
+def job_rows(
+    specs: Sequence[models.JobSpec], job_ids: Sequence[str], policy: models.Policy, now: datetime
+) -> list[JobRow]:
+    """The row each spec becomes: unset run_at is `now`; unset max_retries and timeout come
+    from the policy (a timeout of 0 is 'no limit', stored as NULL)."""
+    retries, timeout = policy.max_retries, policy.job_timeout_s
+    return [
+        (
+            job_id,
+            spec.command,
+            spec.queue,
+            spec.priority,
+            spec.run_at or now,
+            timeout if spec.timeout_s is None else (spec.timeout_s or None),
+            retries if spec.max_retries is None else spec.max_retries,
+            spec.expires_at,
+        )
+        for job_id, spec in zip(job_ids, specs, strict=True)
+    ]
 
 
 def check_transition(job: models.Job, *, action: str, allowed: frozenset[models.JobState]) -> None:

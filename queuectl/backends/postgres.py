@@ -15,11 +15,16 @@ from psycopg.rows import dict_row
 
 from queuectl import config, errors, models
 from queuectl.backends import common
-from queuectl.backends.base import OrphanKiller
+from queuectl.backends.base import Enqueued, OrphanKiller
 from queuectl.backends.sqlfile import load_queries
 
 Q = load_queries("postgres.sql")
 MIGRATIONS = load_queries("postgres_schema.sql")
+# the claim statement for every queue (False) and for a list of queues (True)
+_CLAIM = {
+    bool(named): Q["claim"].replace("/* pick */", Q["pick_queues" if named else "pick_any"])
+    for named in (0, 1)
+}
 _MIGRATE_LOCK = 0x71756575  # pg_advisory_xact_lock key: one migrator at a time
 
 
@@ -111,6 +116,13 @@ class PostgresBackend:
         with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
             yield cur
 
+    @contextlib.contextmanager
+    def _one_statement(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        """For a single statement: autocommit makes it atomic on its own, so there is no
+        BEGIN and COMMIT, one round trip instead of three (claim and finish, the hot path)."""
+        with self._connection() as conn, conn.cursor() as cur:
+            yield cur
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
@@ -152,6 +164,38 @@ class PostgresBackend:
             by_id = {r["id"]: r for r in cur.fetchall()}
             _notify(cur, {r["queue"] for r in by_id.values() if r["run_at"] <= r["created_at"]})
         return [common.job_from_row(by_id[i], _ts) for i in job_ids]
+
+    def enqueue_bulk(self, specs: Sequence[models.JobSpec]) -> Enqueued:
+        job_ids = common.check_ids(specs)
+        with self._tx() as cur:
+            cur.execute(Q["enqueue_snapshot"])
+            snapshot = _one(cur)
+            # now() is the transaction's start: created_at and updated_at default to it too
+            now = snapshot["now"]
+            rows = common.job_rows(
+                specs, job_ids, config.policy_from_rows(snapshot["settings"]), now
+            )
+            # COPY streams the rows in one go (values resolved here, nothing read back); a
+            # taken id fails it with a UniqueViolation, which _translated makes DuplicateJob.
+            # Times go as ISO text: psycopg's datetime dumper costs more than the rest of a row.
+            stamp = now.isoformat()
+            with cur.copy(Q["enqueue_copy"]) as copy:
+                write = copy.write_row
+                for job_id, command, queue, priority, run_at, timeout_s, retries, expires in rows:
+                    write(
+                        (
+                            job_id,
+                            command,
+                            queue,
+                            priority,
+                            stamp if run_at is now else run_at.isoformat(),
+                            timeout_s,
+                            retries,
+                            None if expires is None else expires.isoformat(),
+                        )
+                    )
+            _notify(cur, {queue for _, _, queue, _, run_at, *_ in rows if run_at <= now})
+        return Enqueued(now, rows)
 
     def get_job(self, job_id: str) -> models.Job:
         with self._tx() as cur:
@@ -235,6 +279,10 @@ class PostgresBackend:
             cur.execute(Q["purge_dead"])
             return cur.rowcount
 
+    def seed_completed(self, queue: str, count: int) -> None:
+        with self._tx() as cur:
+            cur.execute(Q["seed_completed"], {"queue": queue, "count": count})
+
     def purge_queue(self, queue: str) -> int:
         with self._tx() as cur:
             cur.execute(Q["purge_queue"], {"queue": queue})
@@ -253,17 +301,23 @@ class PostgresBackend:
             "lease_s": lease_ttl_s,
             "queues": list(queues),
         }
-        with self._tx() as cur:
-            cur.execute(Q["claim"], params)
+        with self._one_statement() as cur:
+            cur.execute(_CLAIM[bool(queues)], params)
             rows = cur.fetchall()
         jobs = [common.job_from_row(r, _ts) for r in rows]
         order = {slot: i for i, slot in enumerate(slot_ids)}
         return sorted(jobs, key=lambda j: order[j.worker_id or ""])
 
     def finish(self, job: models.Job, outcome: models.Outcome, retry_in: timedelta | None) -> bool:
-        with self._tx() as cur:
-            cur.execute(Q["finish"], common.finish_params(job, outcome, retry_in))
-            return cur.fetchone() is not None
+        return self.finish_many([models.Finish(job, outcome, retry_in)])[0]
+
+    def finish_many(self, items: Sequence[models.Finish]) -> list[bool]:
+        if not items:
+            return []
+        with self._one_statement() as cur:
+            cur.execute(Q["finish"], common.finish_columns(items))
+            applied = {r["id"] for r in cur.fetchall()}
+        return [f.job.id in applied for f in items]
 
     def heartbeat(
         self,
@@ -320,13 +374,15 @@ class PostgresBackend:
         with self._tx() as cur:
             cur.execute(Q["expired_leases"])
             rows = cur.fetchall()
+            plans: list[models.Finish] = []
             for row in rows:
                 job = common.job_from_row(row, _ts)
                 kill_orphan(job, row["host"])
-                outcome, retry_in = common.recovery_plan(job, policy)
-                cur.execute(Q["finish"], common.finish_params(job, outcome, retry_in))
-                if cur.fetchone() is not None:
-                    recovered.append(job)
+                plans.append(models.Finish(job, *common.recovery_plan(job, policy)))
+            if plans:
+                cur.execute(Q["finish"], common.finish_columns(plans))
+                applied = {r["id"] for r in cur.fetchall()}
+                recovered = [p.job for p in plans if p.job.id in applied]
             cur.execute(
                 Q["forget_dead_workers"], {"lease_s": common.FORGET_AFTER_LEASES * lease_ttl_s}
             )

@@ -22,20 +22,25 @@ SELECT u.id, u.command, u.queue, u.priority, COALESCE(u.run_at, now()),
  ORDER BY u.ord
 RETURNING *;
 
+-- name: enqueue_snapshot
+-- enqueue_bulk resolves defaults in Python from one read: the transaction's time and the
+-- settings (an aggregate without GROUP BY returns its one row even from an empty table).
+SELECT now() AS now, coalesce(jsonb_object_agg(key, value), '{}') AS settings
+  FROM queuectl_settings;
+
+-- name: enqueue_copy
+-- Column order = backends.base.JobRow; seq (the FIFO tie-break) follows the row order.
+COPY queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries, expires_at)
+FROM STDIN;
+
 -- name: claim
 -- SKIP LOCKED: many workers claim at once without waiting on each other's row locks, and a
 -- row locked by one claimer is passed over by the others, and once committed it is
 -- 'processing', which no claim matches.
 -- The CTE is a fence: Postgres must not update more rows than the LIMIT picked.
--- An empty queue list means every queue.
-WITH picked AS (
-  SELECT id FROM queuectl_jobs
-   WHERE state IN ('pending', 'failed') AND run_at <= now()
-     AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s))
-     AND (expires_at IS NULL OR expires_at > now())  -- expired: the DLQ sweep takes it
-   ORDER BY priority DESC, run_at, seq
-   LIMIT %(limit)s
-     FOR UPDATE SKIP LOCKED
+-- postgres.py puts pick_any or pick_queues in place of the marker.
+WITH picked AS MATERIALIZED (
+  /* pick */
 ), numbered AS (
   SELECT id, row_number() OVER () AS n FROM picked
 ), claimed AS (
@@ -53,25 +58,57 @@ WITH picked AS (
 )
 SELECT * FROM claimed;
 
+-- name: pick_any
+-- Claim order, straight from the claimable-rows index (no sort): the cost of a claim does
+-- not grow with the number of waiting or finished jobs.
+SELECT id FROM queuectl_jobs
+ WHERE state IN ('pending', 'failed') AND run_at <= now()
+   AND (expires_at IS NULL OR expires_at > now())  -- expired: the DLQ sweep takes it
+ ORDER BY priority DESC, run_at, seq
+ LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+
+-- name: pick_queues
+-- One ordered range of the (queue, priority, run_at, seq) index per queue, merged: with
+-- `queue = ANY(...)` Postgres would fetch and sort every waiting job of those queues.
+SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
+ CROSS JOIN LATERAL (
+   SELECT id, priority, run_at, seq FROM queuectl_jobs
+    WHERE queue = q.name AND state IN ('pending', 'failed') AND run_at <= now()
+      AND (expires_at IS NULL OR expires_at > now())
+    ORDER BY priority DESC, run_at, seq
+    LIMIT %(limit)s
+      FOR UPDATE SKIP LOCKED
+ ) AS c
+ ORDER BY c.priority DESC, c.run_at, c.seq
+ LIMIT %(limit)s
+
 -- name: finish
--- The lease token guard: a worker whose lease was recovered (and the job maybe claimed again)
--- matches no row here, so its late result changes nothing.
-WITH done AS (
-  UPDATE queuectl_jobs
-     SET state = %(state)s,
-         run_at = CASE WHEN %(state)s IN ('failed', 'pending')
-                       THEN now() + make_interval(secs => %(retry_s)s) ELSE run_at END,
-         finished_at = now(), updated_at = now(), exit_code = %(exit_code)s,
-         last_error = %(error)s, lease_expires_at = NULL, cancel_requested = false
-   WHERE id = %(id)s AND lease_token = %(token)s AND state = 'processing'
-  RETURNING id, run_count, finished_at
+-- Many finished jobs in one statement (the worker batches them every few ms): unnest() turns
+-- the column arrays into rows. The lease token guard: a worker whose lease was recovered (and
+-- the job maybe claimed again) matches no row here, so its late result changes nothing.
+WITH u AS (
+  SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::bigint[], %(states)s::text[],
+                       %(retry_s)s::float8[], %(exit_codes)s::int[], %(errors)s::text[],
+                       %(outcomes)s::text[], %(outputs)s::text[], %(output_bytes)s::bigint[])
+         AS u(id, token, state, retry_s, exit_code, error, outcome, output, output_bytes)
+), done AS (
+  UPDATE queuectl_jobs j
+     SET state = u.state,
+         run_at = CASE WHEN u.state IN ('failed', 'pending')
+                       THEN now() + make_interval(secs => u.retry_s) ELSE j.run_at END,
+         finished_at = now(), updated_at = now(), exit_code = u.exit_code,
+         last_error = u.error, lease_expires_at = NULL, cancel_requested = false
+    FROM u
+   WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'processing'
+  RETURNING j.id, j.run_count, j.finished_at
 ), run AS (
   UPDATE queuectl_runs r
-     SET finished_at = done.finished_at, exit_code = %(exit_code)s, outcome = %(outcome)s,
-         error = %(error)s,
-         output = CASE WHEN %(output_bytes)s > 0 THEN %(output)s ELSE r.output END,
-         output_bytes = GREATEST(r.output_bytes, %(output_bytes)s)
-    FROM done
+     SET finished_at = done.finished_at, exit_code = u.exit_code, outcome = u.outcome,
+         error = u.error,
+         output = CASE WHEN u.output_bytes > 0 THEN u.output ELSE r.output END,
+         output_bytes = GREATEST(r.output_bytes, u.output_bytes)
+    FROM done JOIN u ON u.id = done.id
    WHERE r.job_id = done.id AND r.attempt = done.run_count
 )
 SELECT id FROM done;
@@ -315,3 +352,19 @@ SELECT pg_notify('queuectl_wake', q) FROM unnest(%(queues)s::text[]) AS q;
 
 -- name: purge_queue
 DELETE FROM queuectl_jobs WHERE queue = %(queue)s AND state <> 'processing';
+
+-- name: seed_completed
+-- Benchmarks only: `count` completed jobs of a day ago, as a long-running system keeps them.
+WITH jobs AS (
+  INSERT INTO queuectl_jobs (id, command, state, queue, attempts, run_count, max_retries,
+                             run_at, created_at, updated_at, started_at, finished_at,
+                             exit_code, worker_id, host, lease_token)
+  SELECT %(queue)s || '-' || g, 'true', 'completed', %(queue)s, 1, 1, 3,
+         now() - interval '1 day', now() - interval '1 day', now() - interval '1 day',
+         now() - interval '1 day', now() - interval '1 day', 0, 'seed', 'seed', 1
+    FROM generate_series(1, %(count)s) AS g
+  RETURNING id, started_at, finished_at, queue, run_at
+)
+INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at, finished_at, exit_code,
+                           outcome, queue, due_at)
+SELECT id, 1, 'seed', started_at, finished_at, 0, 'succeeded', queue, run_at FROM jobs;

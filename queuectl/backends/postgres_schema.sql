@@ -103,3 +103,23 @@ CREATE UNLOGGED TABLE queuectl_leader (
   acquired_at timestamptz NOT NULL DEFAULT now(),
   expires_at  timestamptz NOT NULL
 );
+
+-- name: v3
+-- A queue table is rewritten all day: every claim, heartbeat and finish makes a new row
+-- version. Free room on each page (fillfactor 70) lets the new version stay on the page of
+-- the old one, and autovacuum runs after 1% (not 20%) of the rows changed, so dead versions
+-- are reclaimed while they are few and the claimable-rows indexes stay small. The numbers
+-- follow PGQueuer's `pgq autovac` and River's advice for hot queue tables.
+ALTER TABLE queuectl_jobs SET (
+  fillfactor = 70,
+  autovacuum_vacuum_scale_factor = 0.01,
+  autovacuum_vacuum_threshold = 1000,
+  autovacuum_analyze_scale_factor = 0.02,
+  autovacuum_vacuum_cost_limit = 2000
+);
+ALTER TABLE queuectl_runs SET (
+  fillfactor = 80,
+  autovacuum_vacuum_scale_factor = 0.02,
+  autovacuum_vacuum_threshold = 1000
+);
+ALTER TABLE queuectl_workers SET (fillfactor = 50);

@@ -2,14 +2,17 @@
 
 import functools
 import re
-from importlib import resources
+from pathlib import Path
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+# the .sql files ship inside the package, next to this module; reading them by path spares
+# every CLI call the import of importlib.resources (and zipfile, tempfile, random)
+_HERE = Path(__file__).parent
 
 
 @functools.cache
 def load_queries(filename: str) -> dict[str, str]:
-    text = resources.files("queuectl.backends").joinpath(filename).read_text(encoding="utf-8")
+    text = (_HERE / filename).read_text(encoding="utf-8")
     parts = _NAME.split(text)
     # parts = [preamble, name1, body1, name2, body2, ...]
     queries = {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}

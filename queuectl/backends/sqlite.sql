@@ -7,29 +7,50 @@ INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_
 VALUES (:id, :command, :queue, :priority, :run_at, :timeout_s, :max_retries, :now, :now,
         :expires_at);
 
+-- name: enqueue_values
+-- enqueue_bulk repeats the VALUES row once per job (~1000 a statement): a multi-row INSERT
+-- keeps the table's and indexes' cursors open across its rows, twice as fast as executemany.
+INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries,
+                           created_at, updated_at, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
 -- name: existing_ids
 SELECT id FROM queuectl_jobs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: jobs_by_ids
 SELECT * FROM queuectl_jobs WHERE id IN (SELECT value FROM json_each(:ids));
 
--- name: claim
--- Runs under BEGIN IMMEDIATE: no other connection can write between this SELECT and the
--- UPDATEs that follow, so no two claimers can pick the same row.
-SELECT id FROM queuectl_jobs
+-- name: pick_any
+-- Claim order, read from the claimable-rows index: a claim costs the same however many jobs
+-- wait or have finished. INDEXED BY because, without ANALYZE statistics, the planner may
+-- prefer the (state, seq) index and sort every pending row on each claim.
+SELECT id, priority, run_at, seq FROM queuectl_jobs INDEXED BY queuectl_jobs_claim
  WHERE state IN ('pending', 'failed') AND run_at <= :now
-   AND (json_array_length(:queues) = 0 OR queue IN (SELECT value FROM json_each(:queues)))
    AND (expires_at IS NULL OR expires_at > :now)  -- expired: the DLQ sweep takes it
  ORDER BY priority DESC, run_at, seq
- LIMIT :limit;
+ LIMIT :limit
 
--- name: claim_one
+-- name: pick_queue
+-- The same for one queue (sqlite.py unions one of these per queue a worker serves).
+SELECT id, priority, run_at, seq FROM queuectl_jobs INDEXED BY queuectl_jobs_claim_queue
+ WHERE queue = :queue AND state IN ('pending', 'failed') AND run_at <= :now
+   AND (expires_at IS NULL OR expires_at > :now)
+ ORDER BY priority DESC, run_at, seq
+ LIMIT :limit
+
+-- name: claim
+-- Runs under BEGIN IMMEDIATE: no other connection can write between the pick and this
+-- UPDATE, so no two claimers can take the same row. The i-th picked id goes to the i-th slot.
+-- Rows are found by primary key: `+state` keeps the planner off the (state, seq) index,
+-- which it would otherwise walk through every pending job.
 UPDATE queuectl_jobs
-   SET state = 'processing', worker_id = :slot, host = :host,
-       attempts = attempts + 1, run_count = run_count + 1, lease_token = lease_token + 1,
-       lease_expires_at = :now + :lease_s, started_at = :now, finished_at = NULL,
-       exit_code = NULL, updated_at = :now
- WHERE id = :id AND state IN ('pending', 'failed')
+   SET state = 'processing',
+       worker_id = (SELECT json_extract(:slots, '$[' || p.key || ']') FROM json_each(:ids) AS p
+                     WHERE p.value = queuectl_jobs.id),
+       host = :host, attempts = attempts + 1, run_count = run_count + 1,
+       lease_token = lease_token + 1, lease_expires_at = :now + :lease_s, started_at = :now,
+       finished_at = NULL, exit_code = NULL, updated_at = :now
+ WHERE id IN (SELECT value FROM json_each(:ids)) AND +state IN ('pending', 'failed')
 RETURNING *;
 
 -- name: insert_run
@@ -249,3 +270,19 @@ SELECT queue, :now - min(run_at) AS age_s
 
 -- name: purge_queue
 DELETE FROM queuectl_jobs WHERE queue = :queue AND state <> 'processing';
+
+-- name: seed_completed
+-- Benchmarks only: `count` completed jobs of a day ago, as a long-running system keeps them.
+WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :count)
+INSERT INTO queuectl_jobs (id, command, state, queue, attempts, run_count, max_retries,
+                           run_at, created_at, updated_at, started_at, finished_at,
+                           exit_code, worker_id, host, lease_token)
+SELECT :queue || '-' || n, 'true', 'completed', :queue, 1, 1, 3, :then, :then, :then, :then,
+       :then, 0, 'seed', 'seed', 1
+  FROM g;
+
+-- name: seed_runs
+INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at, finished_at, exit_code,
+                           outcome, queue, due_at)
+SELECT id, 1, 'seed', started_at, finished_at, 0, 'succeeded', queue, run_at
+  FROM queuectl_jobs WHERE queue = :queue;

@@ -99,3 +99,9 @@ CREATE TABLE queuectl_leader (
   acquired_at REAL NOT NULL,
   expires_at  REAL NOT NULL
 );
+
+-- name: v3
+-- Postgres v3 tunes storage (fillfactor, autovacuum); SQLite has no such settings, and its
+-- claim reads the claimable-rows index by name (INDEXED BY in sqlite.sql), so nothing
+-- changes here; the version keeps both schemas numbered alike.
+SELECT 1;

@@ -1,47 +1,41 @@
 """The typer app: global options, one small module per command group, errors -> exit codes."""
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: typer would evaluate _global's strings on each call
 import contextlib
+import importlib
 import sys
-import traceback
 from typing import Annotated
 
 import typer
 from typer._click.exceptions import ClickException
 
 from queuectl import __version__, errors
-from queuectl.cli import (
-    bench_cmd,
-    dashboard_cmd,
-    dlq,
-    jobs,
-    orchestrator_cmd,
-    schedules,
-    settings_cmd,
-    workers,
-)
 from queuectl.cli.context import CTX
 from queuectl.cli.output import error_line
 
-app = typer.Typer(
-    name="queuectl",
-    help="Run shell commands as background jobs: retries, a dead letter queue, crash-safe "
-    "workers. SQLite by default; PostgreSQL for a fleet.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-jobs.register(app)
-app.add_typer(workers.app, name="worker")
-app.add_typer(dlq.app, name="dlq")
-app.add_typer(settings_cmd.app, name="config")
-app.add_typer(settings_cmd.db_app, name="db")
-app.add_typer(schedules.app, name="schedule")
-app.add_typer(orchestrator_cmd.app, name="orchestrator")
-app.command("dashboard")(dashboard_cmd.dashboard)
-app.command("bench")(bench_cmd.bench)
+# name -> (module, attribute): a function is a command, a typer.Typer a group. A call
+# imports and builds only the command it names: typer reads every signature it registers,
+# and all of them (with their modules) cost more than an enqueue itself. In `--help` order
+# (typer lists commands before groups).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "enqueue": ("queuectl.cli.enqueue", "enqueue"),
+    "list": ("queuectl.cli.jobs", "list_jobs"),
+    "show": ("queuectl.cli.jobs", "show"),
+    "logs": ("queuectl.cli.jobs", "logs"),
+    "cancel": ("queuectl.cli.jobs", "cancel"),
+    "retry": ("queuectl.cli.jobs", "retry"),
+    "status": ("queuectl.cli.jobs", "status"),
+    "stats": ("queuectl.cli.jobs", "stats"),
+    "dashboard": ("queuectl.cli.dashboard_cmd", "dashboard"),
+    "bench": ("queuectl.cli.bench_cmd", "bench"),
+    "worker": ("queuectl.cli.workers", "app"),
+    "dlq": ("queuectl.cli.dlq", "app"),
+    "config": ("queuectl.cli.settings_cmd", "app"),
+    "db": ("queuectl.cli.settings_cmd", "db_app"),
+    "schedule": ("queuectl.cli.schedules", "app"),
+    "orchestrator": ("queuectl.cli.orchestrator_cmd", "app"),
+}
+_VALUED_OPTIONS = {"--db", "--log-format", "--log-level"}  # global options that take a value
 
 
 def _version(value: bool) -> None:
@@ -50,7 +44,6 @@ def _version(value: bool) -> None:
         raise typer.Exit
 
 
-@app.callback()
 def _global(
     db: Annotated[
         str | None,
@@ -73,10 +66,55 @@ def _global(
     CTX.debug = debug
 
 
+def build_app(only: str | None = None) -> typer.Typer:
+    """The CLI with every command, or with just `only` (a name in COMMANDS)."""
+    app = typer.Typer(
+        name="queuectl",
+        help="Run shell commands as background jobs: retries, a dead letter queue, crash-safe "
+        "workers. SQLite by default; PostgreSQL for a fleet.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_global)
+    for name, (module, attr) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(module), attr)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+    return app
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command an argument list runs, when one command is all it can need: None for
+    help, an unknown name or no command, which list every command."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("-h", "--help"):
+            return None
+        if arg in _VALUED_OPTIONS:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `queuectl.cli.app:app` (typer's docs tooling, old scripts) still finds the whole CLI
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
+
+
 def main() -> None:
     """Console-script entry: every QueuectlError becomes one stderr line and its exit code."""
     code = 0
     try:
+        app = build_app(command_named(sys.argv[1:]))
         result = app(standalone_mode=False)
         code = result if isinstance(result, int) else 0  # typer.Exit(n) comes back as n
     except ClickException as exc:
@@ -90,6 +128,8 @@ def main() -> None:
         code = 130
     except errors.QueuectlError as exc:
         if CTX.debug:
+            import traceback
+
             traceback.print_exc()
         error_line(str(exc))
         code = exc.exit_code

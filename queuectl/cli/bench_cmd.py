@@ -10,15 +10,34 @@ from queuectl import errors
 from queuectl.cli import output
 from queuectl.cli.context import CTX
 
-SECTIONS = ("drain", "enqueue", "cli")
+SECTIONS = ("drain", "pickup", "enqueue", "cli", "peers", "history", "matrix")
+DEFAULT_SECTIONS = ("drain", "pickup", "enqueue", "cli")
 
 
 def bench(
     jobs: Annotated[int, typer.Option(min=10, max=1_000_000, help="Jobs per drain run.")] = 2000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 2,
     slots: Annotated[int, typer.Option(min=1, max=256, help="Slots per worker.")] = 4,
+    samples: Annotated[
+        int, typer.Option(min=5, max=10_000, help="Pickup latency: jobs, one at a time.")
+    ] = 100,
+    history: Annotated[
+        int,
+        typer.Option(min=1, max=10_000_000, help="History section: completed jobs to add."),
+    ] = 1_000_000,
+    peers_python: Annotated[
+        str | None,
+        typer.Option(
+            help="Peers section: a Python with pgqueuer and procrastinate installed "
+            "(`make bench-peers-env` builds .venv-peers)."
+        ),
+    ] = None,
     only: Annotated[
-        list[str] | None, typer.Option(help=f"Run only these sections: {', '.join(SECTIONS)}.")
+        list[str] | None,
+        typer.Option(
+            help=f"Run only these sections: {', '.join(SECTIONS)} "
+            f"(default: {', '.join(DEFAULT_SECTIONS)})."
+        ),
     ] = None,
     json_out: Annotated[str | None, typer.Option("--json", help="Also write results here.")] = None,
     scratch: Annotated[
@@ -34,15 +53,28 @@ def bench(
 
     from queuectl.bench import Bench, as_json
 
-    sections = set(only or SECTIONS)
+    sections = set(only or DEFAULT_SECTIONS)
     if unknown := sections - set(SECTIONS):
         raise errors.UsageError(f"unknown section {sorted(unknown)[0]!r} (one of {SECTIONS})")
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}" if scratch else CTX.settings.database_url
         if not scratch:
             CTX.backend().migrate()  # fail fast, with one clear line, when unreachable
-        runner = Bench(url=url, jobs=jobs, workers=workers, slots=slots)
-        results = runner.run(sections=sections, progress=output.note)
+        if "peers" in sections and not url.startswith("postgres"):
+            raise errors.UsageError("the peers section runs on PostgreSQL only (give --db)")
+        runner = Bench(
+            url=url,
+            jobs=jobs,
+            workers=workers,
+            slots=slots,
+            samples=samples,
+            history=history,
+            peers_python=peers_python,
+        )
+        try:
+            results = runner.run(sections=sections, progress=output.note)
+        except RuntimeError as exc:
+            raise errors.QueuectlError(f"bench failed: {exc}") from None
     output.emit(
         output.table(
             ["measure", "value", "unit", "note"],
@@ -50,5 +82,6 @@ def bench(
         )
     )
     if json_out:
-        doc = as_json(results, url=url, params={"jobs": jobs, "workers": workers, "slots": slots})
+        params = {"jobs": jobs, "workers": workers, "slots": slots}
+        doc = as_json(results, url=url, params=params, series=runner.series)
         Path(json_out).write_text(json.dumps(doc, indent=2) + "\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from queuectl import config
@@ -11,12 +10,13 @@ if TYPE_CHECKING:
     from queuectl.backends.base import Backend
 
 
-@dataclass
 class Context:
-    flags: dict[str, object] = field(default_factory=dict)
-    debug: bool = False
-    _settings: config.Settings | None = None
-    _backend: Backend | None = None
+    # a plain class: every CLI call builds one, and a dataclass costs ~1 ms to define
+    def __init__(self) -> None:
+        self.flags: dict[str, object] = {}
+        self.debug = False
+        self._settings: config.Settings | None = None
+        self._backend: Backend | None = None
 
     @property
     def settings(self) -> config.Settings:

@@ -1,7 +1,7 @@
-"""Job commands: enqueue, list, show, logs, cancel, retry, status."""
+"""Job commands: list, show, logs, cancel, retry, status, stats (enqueue: cli/enqueue.py)."""
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: see cli/enqueue.py (and annotations naming a
+# queuectl.records type are quoted, so that defining a function does not build the type)
 import sys
 import time
 from datetime import datetime
@@ -10,104 +10,11 @@ from typing import Annotated
 import typer
 
 from queuectl import errors, models
-from queuectl.cli import output, specs
+from queuectl.cli import output
 from queuectl.cli.context import CTX
 from queuectl.durations import format_duration
 
 STATES = ", ".join(s.value for s in models.JobState)
-
-
-def register(app: typer.Typer) -> None:
-    for command in (enqueue, list_jobs, show, logs, cancel, retry, status, stats):
-        name = "list" if command is list_jobs else command.__name__
-        app.command(name)(command)
-
-
-def enqueue(
-    job: Annotated[
-        str | None,
-        typer.Argument(
-            help='The job as a JSON object with a "command"; `-` reads NDJSON from stdin.',
-            show_default=False,
-        ),
-    ] = None,
-    file: Annotated[
-        str | None,
-        typer.Option(
-            "--file",
-            "-f",
-            help="NDJSON file (one job object per line; `-` = stdin), enqueued in one transaction.",
-        ),
-    ] = None,
-    command: Annotated[
-        str | None, typer.Option("--command", "-c", help="Shell command (instead of JSON).")
-    ] = None,
-    queue: Annotated[str | None, typer.Option(help="Queue name (default: default).")] = None,
-    priority: Annotated[int | None, typer.Option(help="Higher runs first (default: 0).")] = None,
-    delay: Annotated[str | None, typer.Option(help="Run after this long: 30s, 5m, 2h.")] = None,
-    run_at: Annotated[str | None, typer.Option("--run-at", help="Run at (RFC 3339).")] = None,
-    timeout: Annotated[
-        str | None,
-        typer.Option(help="Per-attempt limit: 30s, 5m; 0 = none (default: config job-timeout)."),
-    ] = None,
-    max_retries: Annotated[
-        int | None,
-        typer.Option(
-            "--max-retries", help="Retries after the first attempt (default: config max-retries)."
-        ),
-    ] = None,
-    job_id: Annotated[str | None, typer.Option("--id", help="Job id (default: generated).")] = None,
-    ttl: Annotated[
-        str | None,
-        typer.Option(help="Dead-letter the job if it has not started within this (e.g. 1h)."),
-    ] = None,
-) -> None:
-    """Add a job (or many, from NDJSON) and print it as JSON."""
-    flags = specs.Overrides(
-        id=job_id,
-        queue=queue,
-        priority=priority,
-        delay=delay,
-        run_at=run_at,
-        timeout=timeout,
-        max_retries=max_retries,
-        ttl=ttl,
-    )
-    sources = [s for s in (job, file, command) if s is not None]
-    if len(sources) != 1:
-        raise errors.UsageError("give exactly one of: a JSON job, --file F (or -), --command CMD")
-    if file is not None or job == "-":
-        path = file if file is not None else "-"
-        if flags.id is not None:
-            raise errors.UsageError("--id applies to one job; put ids in the NDJSON lines")
-        parsed = specs.parse_ndjson(_read_lines(path))
-        created = CTX.backend().enqueue([specs.apply_overrides(s, flags) for s in parsed])
-        for created_job in created:
-            output.emit_json(created_job.to_json())
-        output.note(f"enqueued {len(created)} jobs")
-        return
-    if command is not None:
-        spec = models.JobSpec(command=specs.check_command(command))
-    else:
-        assert job is not None
-        spec = specs.parse_json_arg(job)
-    (created_job,) = CTX.backend().enqueue([specs.apply_overrides(spec, flags)])
-    output.emit_json(created_job.to_json())
-
-
-def _read_lines(path: str) -> list[str]:
-    name = "standard input" if path == "-" else path
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        return data.decode("utf-8").splitlines()
-    except OSError as exc:
-        raise errors.UsageError(f"cannot read {name}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise errors.UsageError(f"{name} is not UTF-8 text") from None
 
 
 def _state(value: str | None) -> models.JobState | None:
@@ -230,7 +137,7 @@ def logs(
         output.note(f"job {job_id} has not run yet")
 
 
-def _unseen(run: models.Run, printed: int) -> str:
+def _unseen(run: "models.Run", printed: int) -> str:
     """The part of a run's stored output tail past the first `printed` bytes."""
     if printed == 0:
         return run.output
@@ -242,7 +149,7 @@ def _unseen(run: models.Run, printed: int) -> str:
     return (body[-new:] if new < len(body) else body).decode("utf-8", errors="replace")
 
 
-def _pick_run(job_id: str, runs: list[models.Run], attempt: int | None) -> models.Run | None:
+def _pick_run(job_id: str, runs: "list[models.Run]", attempt: int | None) -> "models.Run | None":
     if attempt is None:
         return runs[-1] if runs else None
     if attempt > len(runs):

@@ -28,18 +28,23 @@ def ts(value: str) -> datetime:
 
 def test_worker_stop_drains_the_running_job_and_starts_no_other(cli: Cli, tmp_path: Path) -> None:
     marker = tmp_path / "m.txt"
-    cli.enqueue({"id": "a", "command": f"sleep 2; echo a >> {marker}", "priority": 1})
+    go = tmp_path / "go"
+    # `a` runs until the worker has seen the stop request: no race with a slow machine
+    hold = f"while [ ! -e {go} ]; do sleep 0.05; done"
+    cli.enqueue({"id": "a", "command": f"{hold}; echo a >> {marker}", "priority": 1})
     cli.enqueue({"id": "b", "command": f"echo b >> {marker}"})
     worker = cli.popen("worker", "start")
     wait_for(lambda: state(cli, "a") == "processing", timeout=15)
     listed = cli.json("worker", "list", "--json")
     assert [w["current_jobs"] for w in listed] == [["a"]]
     assert cli.json("status", "--json")["workers"] == 1
-    stop = cli("worker", "stop", "--timeout", "30")
-    assert stop.returncode == 0, stop.stderr
+    stop = cli.popen("worker", "stop", "--timeout", "30")
+    wait_for(lambda: "worker_stopping" in cli.log(worker), timeout=15)
+    go.touch()
+    assert stop.wait(timeout=30) == 0, cli.log(stop)
     assert worker.wait(timeout=10) == 0, cli.log(worker)
     assert state(cli, "a") == "completed"
-    assert state(cli, "b") == "pending"
+    assert state(cli, "b") == "pending", cli.log(worker)
     assert marker.read_text() == "a\n"
     assert cli.json("worker", "list", "--json") == []
     again = cli("worker", "stop")  # idempotent

@@ -27,7 +27,7 @@ def _fake_clock(monkeypatch: pytest.MonkeyPatch, *millis: int) -> None:
 
 
 def _fake_random(monkeypatch: pytest.MonkeyPatch, value: int) -> None:
-    monkeypatch.setattr(ids, "secrets", SimpleNamespace(randbits=lambda bits: value))
+    monkeypatch.setattr(ids, "_random30", lambda: value)
 
 
 def test_new_id_is_16_lowercase_crockford_characters():
@@ -109,3 +109,37 @@ def test_is_valid_accepts_ids_of_the_allowed_characters(job_id):
 )
 def test_is_valid_rejects_bad_ids(job_id):
     assert not ids.is_valid(job_id)
+
+
+def _reference(ms: int, rand: int) -> str:
+    """The encoding spelled out digit by digit: 10 clock digits, then 6 counter digits."""
+    return "".join(ALPHABET[(ms >> (5 * i)) & 31] for i in reversed(range(10))) + "".join(
+        ALPHABET[(rand >> (5 * i)) & 31] for i in reversed(range(6))
+    )
+
+
+@pytest.mark.parametrize("rand", [0, 1, 31, 32, 1023, 1024, 123_456_789, (1 << 30) - 1])
+def test_new_id_encodes_clock_and_counter_in_crockford_base32(monkeypatch, fresh_state, rand):
+    _fake_clock(monkeypatch, MS)
+    _fake_random(monkeypatch, rand)
+    assert ids.new_id() == _reference(MS, rand)
+
+
+def test_new_ids_counts_up_and_borrows_the_next_millisecond_past_the_counters_end(
+    monkeypatch, fresh_state
+):
+    _fake_clock(monkeypatch, MS)
+    _fake_random(monkeypatch, (1 << 30) - 2)
+    made = ids.new_ids(4)
+    assert made == [
+        _reference(MS, (1 << 30) - 2),
+        _reference(MS, (1 << 30) - 1),
+        _reference(MS + 1, 0),
+        _reference(MS + 1, 1),
+    ]
+
+
+def test_a_batch_and_the_ids_after_it_are_unique_and_in_order():
+    made = ids.new_ids(50_000) + [ids.new_id() for _ in range(10)] + ids.new_ids(10)
+    assert len(set(made)) == len(made)
+    assert made == sorted(made)

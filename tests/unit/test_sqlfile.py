@@ -7,7 +7,6 @@ import re
 import sqlite3
 from importlib import resources
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,14 +19,27 @@ BACKENDS = Path(str(resources.files("queuectl.backends")))
 # Names only one dialect needs (read off postgres.py and sqlite.py):
 # * postgres locks the rows it is about to change with SELECT ... FOR UPDATE (`_locked`);
 # * sqlite has no arrays or RETURNING-from-CTE batches, so it checks ids, re-reads the
-#   inserted rows, claims row by row and writes the run row in separate statements.
+#   inserted rows and writes the run rows in separate statements;
+# * the claim picks from one index range per queue: postgres with a LATERAL join over the
+#   queue array (pick_queues), sqlite by a UNION of one pick_queue per queue;
+# * the benchmark's seeded history: one CTE in postgres, two statements in sqlite.
 # * only postgres has NOTIFY (sqlite workers poll);
-# * sqlite fires a schedule in three statements where postgres uses one CTE.
-POSTGRES_ONLY = {"get_job_for_update", "notify_queues", "notify_due"}
+# * sqlite fires a schedule in three statements where postgres uses one CTE;
+# * bulk enqueue: postgres COPYs the rows in, sqlite runs multi-row INSERTs.
+POSTGRES_ONLY = {
+    "get_job_for_update",
+    "pick_queues",
+    "notify_queues",
+    "notify_due",
+    "enqueue_snapshot",
+    "enqueue_copy",
+}
 SQLITE_ONLY = {
+    "enqueue_values",
     "existing_ids",
     "jobs_by_ids",
-    "claim_one",
+    "pick_queue",
+    "seed_runs",
     "insert_run",
     "finish_run",
     "schedule_to_fire",
@@ -78,7 +90,7 @@ def _used_query_names(module_file: Path) -> set[str]:
 @pytest.fixture
 def fake_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """load_queries reads files from tmp_path instead of the installed package."""
-    monkeypatch.setattr(sqlfile, "resources", SimpleNamespace(files=lambda package: tmp_path))
+    monkeypatch.setattr(sqlfile, "_HERE", tmp_path)
     return tmp_path
 
 
@@ -192,7 +204,9 @@ def test_sqlite_queries_compile_against_the_sqlite_schema():
             conn.executescript(sql)
         for name, sql in load_queries("sqlite.sql").items():
             try:
-                conn.execute("EXPLAIN " + sql, _AnyParams()).fetchall()
+                # named parameters bind from the mapping; positional ones (enqueue_values) to None
+                params = (None,) * sql.count("?") if "?" in sql else _AnyParams()
+                conn.execute("EXPLAIN " + sql, params).fetchall()
             except sqlite3.Error as exc:
                 pytest.fail(f"{name}: {exc}")
     finally:

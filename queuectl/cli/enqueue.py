@@ -1,0 +1,149 @@
+"""`queuectl enqueue`: one job from JSON or flags, or many from NDJSON in one transaction."""
+
+# No `from __future__ import annotations` in command modules: typer reads the signatures at
+# every call, and string annotations would be compiled and evaluated again each time.
+import itertools
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from json.encoder import encode_basestring
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from queuectl import errors, models
+from queuectl.cli import output, specs
+from queuectl.cli.context import CTX
+
+if TYPE_CHECKING:
+    from queuectl.backends.base import Enqueued
+
+_LINES_PER_WRITE = 10_000
+
+
+def enqueue(
+    job: Annotated[
+        str | None,
+        typer.Argument(
+            help='The job as a JSON object with a "command"; `-` reads NDJSON from stdin.',
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="NDJSON file (one job object per line; `-` = stdin), enqueued in one transaction.",
+        ),
+    ] = None,
+    command: Annotated[
+        str | None, typer.Option("--command", "-c", help="Shell command (instead of JSON).")
+    ] = None,
+    queue: Annotated[str | None, typer.Option(help="Queue name (default: default).")] = None,
+    priority: Annotated[int | None, typer.Option(help="Higher runs first (default: 0).")] = None,
+    delay: Annotated[str | None, typer.Option(help="Run after this long: 30s, 5m, 2h.")] = None,
+    run_at: Annotated[str | None, typer.Option("--run-at", help="Run at (RFC 3339).")] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option(help="Per-attempt limit: 30s, 5m; 0 = none (default: config job-timeout)."),
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(
+            "--max-retries", help="Retries after the first attempt (default: config max-retries)."
+        ),
+    ] = None,
+    job_id: Annotated[str | None, typer.Option("--id", help="Job id (default: generated).")] = None,
+    ttl: Annotated[
+        str | None,
+        typer.Option(help="Dead-letter the job if it has not started within this (e.g. 1h)."),
+    ] = None,
+) -> None:
+    """Add a job (or many, from NDJSON) and print it as JSON."""
+    flags = specs.Overrides(
+        id=job_id,
+        queue=queue,
+        priority=priority,
+        delay=delay,
+        run_at=run_at,
+        timeout=timeout,
+        max_retries=max_retries,
+        ttl=ttl,
+    )
+    sources = [s for s in (job, file, command) if s is not None]
+    if len(sources) != 1:
+        raise errors.UsageError("give exactly one of: a JSON job, --file F (or -), --command CMD")
+    if file is not None or job == "-":
+        if flags.id is not None:
+            raise errors.UsageError("--id applies to one job; put ids in the NDJSON lines")
+        _enqueue_many(file if file is not None else "-", flags)
+        return
+    if command is not None:
+        spec = models.JobSpec(command=specs.check_command(command))
+    else:
+        assert job is not None
+        spec = specs.parse_json_arg(job)
+    (created_job,) = CTX.backend().enqueue([specs.apply_overrides(spec, flags)])
+    output.emit_json(created_job.to_json())
+
+
+def _enqueue_many(path: str, flags: specs.Overrides) -> None:
+    """NDJSON in, one JSON line per created job out (as single `enqueue` prints a job)."""
+    # NDJSON lines end at "\n" only (str.splitlines would also split at U+2028 and others,
+    # which JSON strings may hold unescaped)
+    parsed = specs.parse_ndjson(_read_text(path).split("\n"))
+    if flags != specs.Overrides():
+        parsed = [specs.apply_overrides(s, flags) for s in parsed]
+    batch = CTX.backend().enqueue_bulk(parsed)
+    lines = job_lines(batch)
+    while chunk := list(itertools.islice(lines, _LINES_PER_WRITE)):
+        sys.stdout.write("\n".join(chunk) + "\n")
+    output.note(f"enqueued {len(batch.rows)} jobs")
+
+
+def _read_text(path: str) -> str:
+    name = "standard input" if path == "-" else path
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        return data.decode("utf-8")
+    except OSError as exc:
+        raise errors.UsageError(f"cannot read {name}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise errors.UsageError(f"{name} is not UTF-8 text") from None
+
+
+def job_lines(batch: "Enqueued") -> Iterator[str]:
+    """Each enqueued job exactly as `json.dumps(job.to_json(), ensure_ascii=False)` prints
+    it, from the rows the backend inserted: building and serialising 100k Job objects would
+    take longer than inserting them."""
+    now = _time(batch.now)
+    times: dict[datetime, str] = {batch.now: now}  # most jobs share run_at (and expires_at)
+
+    def time_of(value: datetime | None) -> str:
+        if value is None:
+            return "null"
+        if (text := times.get(value)) is None:
+            text = times[value] = _time(value)
+        return text
+
+    text = encode_basestring
+    # ids and queue names are validated to [A-Za-z0-9._:-]: nothing in them needs escaping
+    for job_id, command, queue, priority, run_at, timeout_s, max_retries, expires_at in batch.rows:
+        timeout = "null" if timeout_s is None else repr(float(timeout_s))
+        yield (
+            f'{{"id": "{job_id}", "command": {text(command)}, "state": "pending", '
+            f'"attempts": 0, "max_retries": {int(max_retries)}, "created_at": {now}, '
+            f'"updated_at": {now}, "queue": "{queue}", "priority": {int(priority)}, '
+            f'"run_at": {time_of(run_at)}, "timeout": {timeout}, "last_error": null, '
+            f'"exit_code": null, "started_at": null, "finished_at": null, "worker_id": null, '
+            f'"expires_at": {time_of(expires_at)}}}'
+        )
+
+
+def _time(value: datetime) -> str:
+    return f'"{models.iso(value)}"'
