@@ -4,7 +4,7 @@
 
 One in-process worker (`Worker(noop=True)`, burst) drains N jobs of its own queue; every
 configuration runs 3 times in a fresh interpreter and the median is printed. Switches:
-- batched completion off: every result written on its own (batch of 1, no linger);
+- batched completion off: every result written on its own (a batch of 1 never lingers);
 - prepared statements off (Postgres): psycopg's prepare_threshold=None;
 - claim batch: the slot count, 1 vs --slots.
 """
@@ -29,7 +29,7 @@ url, jobs, slots = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 batched, prepared = sys.argv[4] == "1", sys.argv[5] == "1"
 logs.configure(fmt="json", level="error")
 if not batched:
-    completer.MAX_BATCH, completer.FLUSH_S = 1, 0.0
+    completer.MAX_BATCH = 1  # no batch: each result is written alone, without a linger
 pg = url.startswith("postgres")
 backend = open_backend(url, pool_size=slots + 4) if pg else open_backend(url)
 if not prepared:
