@@ -39,4 +39,4 @@ bench-peers-env:  ## PGQueuer and Procrastinate, pinned, for the side-by-side dr
 	$(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(PEERS_VENV)/bin/python -m pip install --quiet 'pgqueuer[asyncpg,psycopg]==1.6.0' \
-	  'asyncpg==0.32.0' 'procrastinate==3.10.0' 'psycopg[binary,pool]==3.3.9'
+	  'asyncpg==0.32.0' 'procrastinate==3.10.0' 'psycopg[binary,pool]==3.3.9' 'matplotlib==3.9.2'
