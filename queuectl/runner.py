@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import select
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +18,12 @@ from queuectl import models
 TRUNCATION_MARK = "[queuectl: output truncated: {dropped} of {total} bytes dropped, tail follows]\n"
 _MARK_PREFIX = TRUNCATION_MARK.split("{", 1)[0]
 SHELL = "/bin/sh"
+_READ_CHUNK = 1 << 16  # a pipe's default capacity: one read can empty it
+_READS_PER_WAKE = 16  # then look at the clock again (timeouts, ticks) even if more is coming
+_TRIM_SLACK = 1 << 20  # the tail may grow this far past the limit before it is cut back
+# after the exit, read at most this much more: a process that left the job's group (setsid)
+# may still hold the pipe and write forever
+_DRAIN_MAX = 16 << 20
 
 
 class Runner:
@@ -38,7 +44,15 @@ class Runner:
         self.timeout_s = timeout_s
         self.kill_grace_s = kill_grace_s
         self.output_limit = output_limit
-        self._out = tempfile.TemporaryFile(prefix="queuectl-")  # noqa: SIM115 (closed in wait)
+        # Output comes through a pipe that wait() reads as the job writes, keeping only the
+        # tail in memory. (A temporary file held everything the job printed: 1 GB of disk
+        # for a job that printed 1 GB, and `yes` without a timeout filled the disk.)
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        self._out = open(read_fd, "rb", buffering=0)  # noqa: SIM115 (closed in wait)
+        self._sink: io.FileIO | None = open(write_fd, "wb", buffering=0)  # noqa: SIM115
+        self._tail = bytearray()  # the last output bytes: at most output_limit + _TRIM_SLACK
+        self._total = 0  # every byte the job wrote
         self._proc: subprocess.Popen[bytes] | None = None
         # guards _proc, the kill state and the output file against the heartbeat thread,
         # which reads the output and may kill the job while the job's own thread waits on it
@@ -60,7 +74,7 @@ class Runner:
                 self._proc = subprocess.Popen(
                     [SHELL, "-c", self.command],
                     stdin=subprocess.DEVNULL,
-                    stdout=self._out,
+                    stdout=self._sink,
                     stderr=subprocess.STDOUT,
                     env=self.env,
                     start_new_session=True,  # own process group: a kill reaches every child
@@ -69,6 +83,11 @@ class Runner:
             except OSError as exc:
                 self._out.close()
                 return f"could not start {SHELL}: {exc}"
+            finally:
+                # only the job holds the write end now
+                assert self._sink is not None
+                self._sink.close()
+                self._sink = None
             killed_early = self._kill_reason is not None
             self._pidfd = _open_pidfd(self._proc.pid)
         if killed_early:
@@ -82,6 +101,10 @@ class Runner:
         deadline = None if self.timeout_s is None else started + self.timeout_s
         proc = self._proc
         assert proc is not None, "start() first"
+        poller = select.poll()
+        poller.register(self._out.fileno(), select.POLLIN)
+        if self._pidfd is not None:
+            poller.register(self._pidfd, select.POLLIN)
         while True:
             now = time.monotonic()
             waits = [tick_s]
@@ -89,8 +112,7 @@ class Runner:
                 waits.append(max(0.0, deadline - now))
             if self._kill_deadline is not None:
                 waits.append(max(0.0, self._kill_deadline - now))
-            code = _wait_exit(proc, max(0.01, min(waits)), self._pidfd)
-            if code is not None:
+            if self._wait_exit(proc, max(0.01, min(waits)), poller):
                 break
             now = time.monotonic()
             if deadline is not None and now >= deadline and self._kill_reason is None:
@@ -100,11 +122,16 @@ class Runner:
                 self._kill_deadline = None
             if on_tick is not None:
                 on_tick()
-        if self._kill_reason is not None:
-            self._signal(signal.SIGKILL)  # stragglers the shell left behind in its group
+        # The attempt ends with its shell, and so does everything it left running in its
+        # group (`sleep 1000 &`, a forgotten daemon): nothing of a finished job lives on
+        # unwatched. With a pidfd the shell is not reaped yet, so its pid (the group's id)
+        # cannot have been reused by an unrelated group.
+        self._signal(signal.SIGKILL)
+        code = proc.wait()
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
+        self._drain()
         with self._lock:
             output, total = self._read_output()
             self._out.close()
@@ -133,15 +160,63 @@ class Runner:
     def output(self) -> tuple[str, int]:
         """The captured tail (with a truncation mark when cut) and the total bytes written."""
         with self._lock:
+            self._read_locked(_READS_PER_WAKE)
             return self._read_output()
+
+    def _wait_exit(
+        self, proc: subprocess.Popen[bytes], timeout_s: float, poller: select.poll
+    ) -> bool:
+        """True once the shell has exited (unreaped, with a pidfd) within `timeout_s`,
+        reading its output meanwhile. A pidfd wakes the wait the moment the child exits;
+        without one (not Linux), the child is looked at every 50 ms."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._pidfd is None and proc.poll() is not None:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self._pidfd is None:
+                left = min(left, 0.05)
+            for fd, _ in poller.poll(left * 1000):
+                if fd == self._pidfd:
+                    return True
+                if not self._read_some(_READS_PER_WAKE):
+                    poller.unregister(fd)  # end of file: every writer is gone
+
+    def _read_some(self, reads: int) -> bool:
+        """Up to `reads` reads of what the pipe holds; False at end of file."""
+        with self._lock:
+            return self._read_locked(reads)
+
+    def _read_locked(self, reads: int) -> bool:
+        # under the lock: the heartbeat thread reads too (output_if_changed), and the
+        # chunks must join the tail in the order they left the pipe
+        if self._out.closed:
+            return False
+        for _ in range(reads):
+            try:
+                chunk = os.read(self._out.fileno(), _READ_CHUNK)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            self._total += len(chunk)
+            self._tail += chunk
+            if len(self._tail) > self.output_limit + _TRIM_SLACK:
+                del self._tail[: len(self._tail) - self.output_limit]
+        return True
+
+    def _drain(self) -> None:
+        """What the job wrote just before it ended (its group is dead by now)."""
+        self._read_some(_DRAIN_MAX // _READ_CHUNK)
 
     def _read_output(self) -> tuple[str, int]:
         if self._out.closed:
             return "", 0
-        fd = self._out.fileno()
-        total = os.fstat(fd).st_size
-        start = max(0, total - self.output_limit)
-        data = os.pread(fd, total - start, start)
+        total = self._total
+        data = bytes(self._tail[max(0, len(self._tail) - self.output_limit) :])
+        start = total - len(data)
         text = data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
         if start:
             if text and data[:1] and (data[0] & 0xC0) == 0x80:
@@ -154,7 +229,8 @@ class Runner:
         with self._lock:
             if self._out.closed:
                 return None
-            size = os.fstat(self._out.fileno()).st_size
+            self._read_locked(_READS_PER_WAKE)  # what came since wait() last read
+            size = self._total
             if size == self._last_size:
                 return None
             self._last_size = size
@@ -180,22 +256,6 @@ def _open_pidfd(pid: int) -> int | None:
     try:
         return int(opener(pid))
     except OSError:
-        return None
-
-
-def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float, pidfd: int | None) -> int | None:
-    """The exit code once the process ends within `timeout_s`, else None. With a pidfd the
-    wait wakes the moment the child exits; Popen.wait(timeout) instead sleeps in growing
-    steps (up to 50 ms) between looks, and a short job's slot would idle for the rest."""
-    if pidfd is not None:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        if not poller.poll(timeout_s * 1000):
-            return None
-        return proc.wait()
-    try:
-        return proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
         return None
 
 
