@@ -33,6 +33,8 @@ class Settings:
     hostname: str = ""  # how this host is named in leases (default: the OS hostname)
     leader_ttl_s: float = 10.0  # an orchestrator leader that stops renewing is replaced after
     dashboard_token: str = ""  # required by `dashboard` on any address but localhost
+    # this worker's own allowed-commands: the database's list can narrow it, never widen it
+    allowed_commands: tuple[str, ...] | None = None
     log_format: str = "auto"
     log_level: str = "info"
 
@@ -47,6 +49,7 @@ _ENV = {
     "hostname": "QUEUECTL_HOSTNAME",
     "leader_ttl_s": "QUEUECTL_LEADER_TTL",
     "dashboard_token": "QUEUECTL_DASHBOARD_TOKEN",
+    "allowed_commands": "QUEUECTL_ALLOWED_COMMANDS",
     "log_format": "QUEUECTL_LOG_FORMAT",
     "log_level": "QUEUECTL_LOG_LEVEL",
 }
@@ -112,6 +115,11 @@ def _build(merged: Mapping[str, tuple[object, str]]) -> Settings:
             if seconds <= 0:
                 raise errors.ConfigError(f"{_TOML_KEYS[f.name]} (from {source}) must be > 0")
             kwargs[f.name] = seconds
+        elif f.name == "allowed_commands":
+            try:
+                kwargs[f.name] = _allowed_commands(value)
+            except ValueError as exc:
+                raise errors.ConfigError(f"allowed-commands (from {source}): {exc}") from None
         else:
             kwargs[f.name] = str(value)
     if kwargs.get("log_format", "auto") not in {"auto", "console", "json"}:
@@ -181,6 +189,12 @@ def _seconds(*, nullable: bool, most: float) -> Callable[[str], object]:
     return parse
 
 
+def _allowed_commands(value: object) -> tuple[str, ...] | None:
+    from queuectl import allowlist  # only a call that meets a list pays for the module
+
+    return allowlist.parse(value)
+
+
 class PolicyKey(NamedTuple):
     # a NamedTuple, not a dataclass: defining a dataclass costs every CLI call ~1 ms
     key: str
@@ -225,7 +239,9 @@ POLICY_KEYS: dict[str, PolicyKey] = {
         PolicyKey(
             "output-limit",
             "output_limit",
-            _int_at_least(1024),
+            # a worker holds up to this much of each running job's output in memory and
+            # stores it every heartbeat: 64 MiB is already far past what anyone reads
+            _int_at_least(1024, high=64 * 1024 * 1024),
             "bytes of each attempt's output kept (the tail)",
         ),
         PolicyKey(
@@ -239,6 +255,12 @@ POLICY_KEYS: dict[str, PolicyKey] = {
             "retention_dead_s",
             _seconds(nullable=True, most=10 * MAX_POLICY_SECONDS),
             "dead jobs (the DLQ) are purged this long after dying (none = keep)",
+        ),
+        PolicyKey(
+            "allowed-commands",
+            "allowed_commands",
+            _allowed_commands,
+            'JSON array of command patterns workers may run, e.g. ["echo *"] (none = any)',
         ),
     )
 }
@@ -273,6 +295,9 @@ def policy_from_rows(rows: Mapping[str, str]) -> models.Policy:
         try:
             changes[spec.attr] = spec.parse(text)
         except (ValueError, errors.UsageError):
+            if key == "allowed-commands":
+                # fail closed: a list someone broke by hand must not become "run anything"
+                changes[spec.attr] = ()
             continue
     return policy.replace(**changes)
 
@@ -281,6 +306,10 @@ def policy_text(value: object) -> str:
     """How a typed policy value is stored and printed."""
     if value is None:
         return "none"
+    if isinstance(value, tuple):  # allowed-commands
+        from queuectl import allowlist
+
+        return allowlist.text(value)
     if isinstance(value, float):
         # fixed notation: "1e-05" would not parse back as a duration
         return str(int(value)) if value.is_integer() else f"{value:.6f}".rstrip("0").rstrip(".")

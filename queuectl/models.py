@@ -43,6 +43,7 @@ class OutcomeKind(StrEnum):
     LOST = "lost"  # the worker's lease expired: crash, SIGKILL, host gone
     CANCELLED = "cancelled"  # a user cancelled it while it ran
     INTERRUPTED = "interrupted"  # the worker was force-stopped; the job goes back to pending
+    REFUSED = "refused"  # not run: outside allowed-commands; the job goes straight to dead
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,9 @@ class Policy:
     output_limit: int = 65536
     retention_completed_s: float | None = 7 * 86400.0
     retention_dead_s: float | None = 30 * 86400.0
+    # command patterns workers may run (queuectl/allowlist.py); None: any command, and
+    # () (a stored list that no longer parses): none at all
+    allowed_commands: tuple[str, ...] | None = None
 
     def replace(self, **changes: Any) -> Policy:
         return dataclasses.replace(self, **changes)

@@ -44,6 +44,9 @@ def add(
         models.JobSpec(command=specs.check_command(command)),
         specs.Overrides(queue=queue, priority=priority, timeout=timeout, max_retries=max_retries),
     )
+    from queuectl.cli.enqueue import check_allowed
+
+    check_allowed([spec.command])  # its jobs would all be refused by the workers
     created = CTX.backend().add_schedule(
         models.Schedule(
             name=specs.check_id(name) if len(name) <= 64 else _too_long(name),

@@ -39,7 +39,18 @@ def create_app(
     read_only: bool = False,
 ) -> Starlette:
     views = _Views(backend, lease_ttl_s=lease_ttl_s, token=token, read_only=read_only)
-    return Starlette(routes=views.routes(), middleware=[Middleware(_Guard, token=token)])
+    return Starlette(
+        routes=views.routes(),
+        middleware=[Middleware(_Guard, token=token)],
+        exception_handlers={errors.QueuectlError: _failed},
+    )
+
+
+def _failed(request: Request, exc: Exception) -> Response:
+    """A queuectl error a page did not expect (a NUL in a Postgres search, the database
+    gone) as its status and one line, instead of a 500 with a traceback in the log."""
+    assert isinstance(exc, errors.QueuectlError)
+    return PlainTextResponse(str(exc), status_code=_status(exc))
 
 
 class _Views:

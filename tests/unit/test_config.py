@@ -267,6 +267,9 @@ GOOD_VALUES: list[tuple[str, str, object]] = [
     ("retention-completed", "none", None),
     ("retention-dead", "30d", 2592000.0),
     ("retention-dead", "0", None),
+    ("allowed-commands", "none", None),
+    ("allowed-commands", "", None),
+    ("allowed-commands", '["echo *", "re:make [a-z]+"]', ("echo *", "re:make [a-z]+")),
 ]
 
 BAD_VALUES: list[tuple[str, str]] = [
@@ -296,6 +299,11 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("retention-completed", "-1d"),
     ("retention-completed", "forever"),
     ("retention-dead", "99999d"),
+    ("allowed-commands", "echo *"),
+    ("allowed-commands", "[]"),
+    ("allowed-commands", '["echo *", 3]'),
+    ("allowed-commands", '[""]'),
+    ("allowed-commands", '["re:("]'),
 ]
 
 

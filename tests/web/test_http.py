@@ -154,6 +154,43 @@ def test_a_token_guards_everything_but_healthz(backend: Backend) -> None:
     assert c.get("/").status_code == 200  # the cookie /login set
 
 
+def test_with_a_token_a_mutation_needs_both_the_token_and_the_csrf_token(
+    backend: Backend,
+) -> None:
+    backend.enqueue([models.JobSpec(command="x", id="p")])
+    c = client(backend, token="s3cret")
+    bearer = {"Authorization": "Bearer s3cret"}
+    # a page fetched with the token: its form's CSRF token, and the cookie that validates it
+    match = re.search(r'name="csrf-token" content="([^"]+)"', c.get("/", headers=bearer).text)
+    assert match and c.cookies.get("queuectl_csrf") == match.group(1)
+    token = match.group(1)
+    # no token, or a wrong one: refused before the CSRF check, whatever the form carries
+    assert c.post("/jobs/p/cancel", data={"csrf": token}).status_code == 401
+    wrong = {"Authorization": "Bearer s3cre"}
+    assert c.post("/jobs/p/cancel", data={"csrf": token}, headers=wrong).status_code == 401
+    assert c.get("/login?token=wrong").status_code == 303  # sets a cookie, which is refused
+    assert c.post("/jobs/p/cancel", data={"csrf": token}).status_code == 401
+    # the token without CSRF: refused too (a cross-site form rides on the login cookie)
+    assert c.post("/jobs/p/cancel", data={}, headers=bearer).status_code == 403
+    assert c.post("/jobs/p/cancel", data={"csrf": "forged"}, headers=bearer).status_code == 403
+    assert backend.get_job("p").state is models.JobState.PENDING
+    assert c.post("/jobs/p/cancel", data={"csrf": token}, headers=bearer).status_code == 303
+    assert backend.get_job("p").state is models.JobState.CANCELLED
+
+
+def test_no_page_or_error_echoes_the_token(backend: Backend) -> None:
+    backend.enqueue([models.JobSpec(command="x", id="p")])
+    c = client(backend, token="s3cret-t0ken")
+    c.get("/login?token=s3cret-t0ken")
+    bodies = [
+        c.get(page).text
+        for page in ("/", "/jobs", "/jobs/p", "/jobs/none", "/dlq", "/workers", "/metrics")
+    ]
+    bodies.append(c.post("/jobs/p/cancel", data={"csrf": "forged"}).text)
+    bodies.append(client(backend, token="s3cret-t0ken").get("/").text)  # the 401 page
+    assert not [b for b in bodies if "s3cret-t0ken" in b]
+
+
 def test_workers_and_schedules_actions(backend: Backend) -> None:
     w = models.WorkerInfo(id="w1", host="h", pid=1, queues=())
     backend.heartbeat([w], [], lease_ttl_s=30)
