@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from queuectl import errors, models, retry
+from queuectl import allowlist, errors, models, retry
 from queuectl.backends.base import Backend
 from queuectl.completer import Completer
 from queuectl.config import Settings
@@ -37,6 +37,9 @@ class _Slot:
     # lease-ttl minus one beat, the job may be recovered elsewhere, so it is killed here
     renewed_at: float
     runner: Runner | None = None
+    # the command has exited: its result may already be written, and then a heartbeat that
+    # snapshotted this slot just before finds no processing row and reports the job "lost"
+    exited: bool = False
 
 
 class Worker:
@@ -202,6 +205,11 @@ class Worker:
                         self._noop(job)
                     else:
                         self._start(job, asked_at)
+                if claimed and time.monotonic() - asked_at > self.settings.heartbeat_s:
+                    # the claim waited (for a connection after an outage, for a lock), and its
+                    # leases are only known to start after asked_at: renew them now, or the
+                    # fence counts that wait against the new jobs and kills them early
+                    self._beat_now.set()
             if claimed:
                 idle_s = 0.05
                 continue
@@ -282,6 +290,12 @@ class Worker:
     def _run(self, job: models.Job, bound: structlog.BoundLogger) -> models.Outcome:
         if self.noop:
             return models.Outcome(models.OutcomeKind.SUCCEEDED, exit_code=0)
+        if refused := self._refusal(job.command):
+            bound.warning("job_refused", reason=refused)
+            note = f"[queuectl: {refused}; it was not run]\n"
+            return models.Outcome(
+                models.OutcomeKind.REFUSED, error=refused, output=note, output_bytes=len(note)
+            )
         try:
             runner = Runner(
                 job.command,
@@ -308,7 +322,19 @@ class Worker:
                 bound.warning("job_fenced", reason="lease not renewed; killing local copy")
                 runner.force_kill(models.OutcomeKind.LOST)
 
-        return runner.wait(on_tick=fence)
+        outcome = runner.wait(on_tick=fence)
+        slot.exited = True  # before the result is submitted: see _Slot.exited
+        return outcome
+
+    def _refusal(self, command: str) -> str | None:
+        """Why allowed-commands forbids running `command`, or None. Checked right before the
+        spawn: whoever can write the database can enqueue anything, so this is the guarantee,
+        and this worker's own (pinned) list is one that the database cannot widen."""
+        if not allowlist.allows(self.settings.allowed_commands, command):
+            return f"{allowlist.REFUSED} (pinned on this worker)"
+        if not allowlist.allows(self._policy.allowed_commands, command):
+            return allowlist.REFUSED
+        return None
 
     def _release(self, job: models.Job, outcome: models.Outcome | None) -> None:
         """Free the job's slot; with an outcome, also hand the job back to the queue."""
@@ -434,7 +460,7 @@ class Worker:
             if slot.job.id in control.cancel:
                 self._log.info("job_cancel_requested", job_id=slot.job.id)
                 slot.runner.kill(models.OutcomeKind.CANCELLED)
-            elif slot.job.id in control.lost:
+            elif slot.job.id in control.lost and not slot.exited:
                 # recovered elsewhere (this process stalled past its lease): it may already
                 # run again on another worker, so this copy dies at once, without a grace
                 self._log.warning("job_lease_lost", job_id=slot.job.id)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from queuectl import errors
 from queuectl.backends.base import Backend
 
 
-def open_backend(url: str, *, pool_size: int = 0) -> Backend:
-    """Import only the driver the URL needs: the CLI must not pay for psycopg on SQLite."""
+def open_backend(url: str, *, pool_size: int = 0, create_dir: bool = False) -> Backend:
+    """Import only the driver the URL needs: the CLI must not pay for psycopg on SQLite.
+    `create_dir`: make a SQLite file's missing directories (the default data dir)."""
     if url.startswith(("postgresql://", "postgres://")):
         from queuectl.backends.postgres import PostgresBackend
 
@@ -17,7 +19,10 @@ def open_backend(url: str, *, pool_size: int = 0) -> Backend:
     if url.startswith("sqlite:"):
         rest = url.removeprefix("sqlite:")
         if not rest.startswith("///"):
-            raise errors.UsageError(f"bad SQLite URL {url!r}: use sqlite:///path/to/file.db")
+            # redacted: `sqlite://user:pw@host/db` is a typo of a server URL, password and all
+            raise errors.UsageError(
+                f"bad SQLite URL {redact(url)!r}: use sqlite:///path/to/file.db"
+            )
         path = rest[3:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
     elif "://" in url:
         scheme = url.split("://", 1)[0]
@@ -30,16 +35,19 @@ def open_backend(url: str, *, pool_size: int = 0) -> Backend:
         raise errors.UsageError(f"bad SQLite URL {url!r}: no file path")
     from queuectl.backends.sqlite import SqliteBackend
 
-    return SqliteBackend(url, Path(path).expanduser())
+    return SqliteBackend(url, Path(path).expanduser(), create_dir=create_dir)
 
 
 def redact(url: str) -> str:
     """The URL with any password (`user:pw@` or `?password=`) replaced, for logs."""
     from urllib.parse import urlsplit, urlunsplit
 
-    if "://" not in url or not url.startswith(("postgresql://", "postgres://")):
+    if "://" not in url:
         return url  # file paths carry no secrets
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed `[` of an IPv6 host: keep only the scheme
+        return url.split("://", 1)[0] + "://***"
     netloc = parts.netloc
     if "@" in netloc:
         creds, host = netloc.rsplit("@", 1)
@@ -50,7 +58,42 @@ def redact(url: str) -> str:
         for kv in parts.query.split("&")
         if kv
     )
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing secret; and urlunsplit would turn sqlite://// into sqlite://
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 _SECRET_PARAMS = {"password", "pass", "passfile", "sslpassword"}
+# `scheme://user:secret@` and `password=secret` (URI query or libpq key=value) inside a text
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@'\"]*):[^\s@'\"]*@")
+_KEY_CREDENTIALS = re.compile(r"(?i)\b(password|pass|sslpassword)(\s*=\s*)('[^']*'|[^\s&'\"]+)")
+
+
+def secrets_of(url: str) -> tuple[str, ...]:
+    """The password of a database URL in every form a driver's message could quote it: as
+    written, decoded, as libpq splits it, and its pieces around a stray `@` (where parsers
+    disagree on where the host begins). Short pieces are left out: replacing every `t` in
+    a message protects nothing."""
+    from urllib.parse import unquote
+
+    if "://" not in url or "@" not in url.split("://", 1)[1].split("/", 1)[0]:
+        return ()
+    creds = url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[0]
+    raw = creds.split(":", 1)[1] if ":" in creds else ""
+    found = {raw, unquote(raw), *raw.split("@")}
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        found.add(str(conninfo_to_dict(url).get("password") or ""))
+    except Exception:  # noqa: S110 (no driver, or a URL it cannot parse: the rest still apply)
+        pass
+    return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+
+
+def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """`text` (a driver's error message) without credentials: libpq quotes a URL it cannot
+    parse whole, and a bad percent-escape by itself."""
+    for secret in secrets:  # longest first: a piece must not leave the rest of a password
+        text = text.replace(secret, "***")
+    text = _URL_CREDENTIALS.sub(r"\1:***@", text)
+    return _KEY_CREDENTIALS.sub(r"\1\2***", text)

@@ -98,8 +98,10 @@ class Backend(Protocol):
 
     def finish(self, job: models.Job, outcome: models.Outcome, retry_in: timedelta | None) -> bool:
         """SUCCEEDED -> completed; CANCELLED -> cancelled; INTERRUPTED -> pending now; else
-        failed until now+retry_in, or dead when retry_in is None. False (and nothing written)
-        when the job's lease token moved on."""
+        failed until now+retry_in, or dead when retry_in is None; but a job whose cancel was
+        requested while it ran ends cancelled unless it succeeded, and an INTERRUPTED attempt
+        does not count against max_retries. False (and nothing written) when the job's lease
+        token moved on."""
 
     def finish_many(self, items: Sequence[models.Finish]) -> list[bool]:
         """`finish` for many jobs in one transaction; per item, whether it applied."""

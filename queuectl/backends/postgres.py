@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from psycopg import errors as pgerrors
 from psycopg.rows import dict_row
 
 from queuectl import config, errors, models
-from queuectl.backends import common
+from queuectl.backends import common, scrub, secrets_of
 from queuectl.backends.base import Enqueued, OrphanKiller
 from queuectl.backends.sqlfile import load_queries
 
@@ -26,6 +27,11 @@ _CLAIM = {
     for named in (0, 1)
 }
 _MIGRATE_LOCK = 0x71756575  # pg_advisory_xact_lock key: one migrator at a time
+# the longest a pooled call waits for a connection; short, because only a caller that
+# arrives while none is left makes the pool try to connect again once it gave up (below)
+_POOL_WAIT_S = 2.0
+_POOL_RECONNECT_S = 2.0  # a pool's background reconnection gives up after this
+_LISTEN_RETRY_S = (1.0, 8.0)  # the LISTEN session reconnects after 1, 2, 4, 8, 8 ... s
 
 
 def _ts(value: datetime) -> datetime:
@@ -33,10 +39,15 @@ def _ts(value: datetime) -> datetime:
 
 
 @contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    """Driver errors stop here and become queuectl errors (the CLI maps them to exit codes)."""
+def _translated(secrets: tuple[str, ...] = ()) -> Iterator[None]:
+    """Driver errors stop here and become queuectl errors (the CLI maps them to exit codes),
+    without the password: libpq quotes a URL it cannot parse (`secrets`: secrets_of(url))."""
     try:
         yield
+    except UnicodeEncodeError:
+        # a lone surrogate: bytes that are not UTF-8 (an argument like $'\xff', which
+        # Python decodes with surrogateescape) cannot name anything stored, nor be stored
+        raise errors.UsageError("text must be valid UTF-8") from None
     except pgerrors.UndefinedTable:
         raise errors.SchemaMissing(
             "the database has no queuectl schema: run `queuectl db migrate`"
@@ -44,13 +55,35 @@ def _translated() -> Iterator[None]:
     except pgerrors.UniqueViolation as exc:
         raise errors.DuplicateJob(f"duplicate job id: {_detail(exc)}") from None
     except psycopg.OperationalError as exc:
-        raise errors.BackendUnavailable(f"PostgreSQL unavailable: {_first_line(exc)}") from None
+        raise errors.BackendUnavailable(
+            f"PostgreSQL unavailable: {_first_line(exc, secrets)}"
+        ) from None
+    except psycopg.DataError as exc:
+        # Postgres text cannot hold a NUL (SQLite can, and simply matches nothing): a
+        # dashboard search or id with %00 is bad input, not a database failure
+        if "NUL" in str(exc):
+            raise errors.UsageError("text must not contain a NUL character") from None
+        raise errors.BackendError(f"PostgreSQL error: {_first_line(exc, secrets)}") from None
     except psycopg.Error as exc:
-        raise errors.BackendError(f"PostgreSQL error: {_first_line(exc)}") from None
+        raise errors.BackendError(f"PostgreSQL error: {_first_line(exc, secrets)}") from None
 
 
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def _first_line(exc: Exception, secrets: tuple[str, ...] = ()) -> str:
+    return scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0], secrets)
+
+
+def _hung_up(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server already closed this idle connection. An idle connection has
+    nothing to read, so a readable socket means a goodbye (FATAL: terminating connection)
+    or end of file: one poll(2), no round trip. A silent network loss is not seen here."""
+    if conn.closed:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.Error):
+        return True
 
 
 def _detail(exc: psycopg.Error) -> str:
@@ -63,6 +96,7 @@ class PostgresBackend:
 
     def __init__(self, url: str, *, pool_size: int = 0) -> None:
         self.url = url
+        self._secrets = secrets_of(url)
         self._kwargs: dict[str, Any] = {
             "autocommit": True,
             "row_factory": dict_row,
@@ -87,7 +121,7 @@ class PostgresBackend:
             # per failed operation instead (claim_failed, heartbeat_failed, ...)
             logging.getLogger("psycopg.pool").propagate = False
             logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
-            with _translated():
+            with _translated(self._secrets):
                 psycopg.connect(self.url, **self._kwargs).close()  # fail fast, one clear line
                 self._pool = ConnectionPool(
                     url,
@@ -96,20 +130,44 @@ class PostgresBackend:
                     kwargs=self._kwargs,
                     open=False,
                     name="queuectl",
+                    # while the server is down a call fails after this wait (and its caller
+                    # logs and backs off) instead of blocking 30 s: a stuck claim would
+                    # ignore SIGTERM and return a lease already most of its age old
+                    timeout=_POOL_WAIT_S,
+                    # the pool retries a lost connection at 1, 3, 7, 15 ... s, so after a
+                    # long outage it would stay idle for as long again; giving up early lets
+                    # the next caller's request start a fresh attempt at once
+                    reconnect_timeout=_POOL_RECONNECT_S,
                 )
                 self._pool.open(wait=True, timeout=10)
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        with _translated():
+        with _translated(self._secrets):
             if self._pool is not None:
-                with self._pool.connection() as conn:
+                with self._pooled() as conn:
                     yield conn
                 return
             with self._lock:
+                if self._conn is not None and _hung_up(self._conn):
+                    self._conn.close()
                 if self._conn is None or self._conn.closed:
                     self._conn = psycopg.connect(self.url, **self._kwargs)
                 yield self._conn
+
+    @contextlib.contextmanager
+    def _pooled(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A pooled connection the server has not already hung up on. After a restart or a
+        pg_terminate_backend every idle connection is dead, and each would fail the next
+        statement sent on it (a claim, a heartbeat); they are replaced before use instead."""
+        for _ in range(self._pool.max_size):
+            with self._pool.connection() as conn:
+                if not _hung_up(conn):
+                    yield conn
+                    return
+                conn.close()  # the pool sees it closed and opens a replacement
+        with self._pool.connection() as conn:  # every one was dead: a new one, or the error
+            yield conn
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
@@ -314,10 +372,25 @@ class PostgresBackend:
     def finish_many(self, items: Sequence[models.Finish]) -> list[bool]:
         if not items:
             return []
-        with self._one_statement() as cur:
-            cur.execute(Q["finish"], common.finish_columns(items))
-            applied = {r["id"] for r in cur.fetchall()}
-        return [f.job.id in applied for f in items]
+        # One statement updates a row once, from an arbitrary one of the items naming it, and
+        # would report every such item applied; so a job named again goes to a later
+        # statement, which finds it finished (the k-th report of a job runs in round k).
+        rounds: list[list[int]] = []
+        reports: dict[str, int] = {}  # job id -> its reports so far in this batch
+        for index, item in enumerate(items):
+            k = reports.get(item.job.id, 0)
+            reports[item.job.id] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(index)
+        applied = [False] * len(items)
+        with self._tx() if len(rounds) > 1 else self._one_statement() as cur:
+            for batch in rounds:
+                cur.execute(Q["finish"], common.finish_columns([items[i] for i in batch]))
+                done = {r["id"] for r in cur.fetchall()}
+                for i in batch:
+                    applied[i] = items[i].job.id in done
+        return applied
 
     def heartbeat(
         self,
@@ -542,19 +615,24 @@ class PostgresBackend:
     ) -> bool:
         """Deliver wake-up and control notifications until `stop`; re-listen after a lost
         connection. Returns at once with False on backends without notifications."""
+        pause = _LISTEN_RETRY_S[0]
         while not stop.is_set():
             try:
                 with psycopg.connect(self.url, **self._kwargs) as conn:
                     conn.execute("LISTEN queuectl_wake")
                     conn.execute("LISTEN queuectl_control")
+                    pause = _LISTEN_RETRY_S[0]
                     on_notify("queuectl_wake", "")  # whatever was missed while not listening
                     while not stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             on_notify(note.channel, note.payload)
             except Exception as exc:  # this thread must outlive any error: it re-listens
                 if on_error is not None:
-                    on_error(_first_line(exc))
-                stop.wait(1.0)
+                    on_error(_first_line(exc, self._secrets))
+                # backing off: while the server is down, one line per try; polling covers
+                # the wake-ups missed meanwhile
+                stop.wait(pause)
+                pause = min(pause * 2, _LISTEN_RETRY_S[1])
         return True
 
 

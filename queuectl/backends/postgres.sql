@@ -93,10 +93,16 @@ WITH u AS (
                        %(outcomes)s::text[], %(outputs)s::text[], %(output_bytes)s::bigint[])
          AS u(id, token, state, retry_s, exit_code, error, outcome, output, output_bytes)
 ), done AS (
+  -- A cancel asked while the job ran wins over every end but success, and an interrupted
+  -- attempt is handed back, not used up (the reasons are in sqlite.sql's finish).
   UPDATE queuectl_jobs j
-     SET state = u.state,
-         run_at = CASE WHEN u.state IN ('failed', 'pending')
+     SET state = CASE WHEN j.cancel_requested AND u.state <> 'completed' THEN 'cancelled'
+                      ELSE u.state END,
+         run_at = CASE WHEN j.cancel_requested AND u.state <> 'completed' THEN j.run_at
+                       WHEN u.state IN ('failed', 'pending')
                        THEN now() + make_interval(secs => u.retry_s) ELSE j.run_at END,
+         attempts = CASE WHEN u.outcome = 'interrupted' THEN j.attempts - 1
+                         ELSE j.attempts END,
          finished_at = now(), updated_at = now(), exit_code = u.exit_code,
          last_error = u.error, lease_expires_at = NULL, cancel_requested = false
     FROM u

@@ -35,17 +35,23 @@ def _epoch(value: datetime | None) -> float | None:
 
 
 @contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    """Driver errors stop here and become queuectl errors (the CLI maps them to exit codes)."""
+def _translated(path: Path | None = None) -> Iterator[None]:
+    """Driver errors stop here and become queuectl errors (the CLI maps them to exit codes);
+    `path` names the file in the message (which of several databases is read-only?)."""
     try:
         yield
+    except UnicodeEncodeError:
+        # a lone surrogate: bytes that are not UTF-8 (an argument like $'\xff', which
+        # Python decodes with surrogateescape) cannot name anything stored, nor be stored
+        raise errors.UsageError("text must be valid UTF-8") from None
     except sqlite3.OperationalError as exc:
         text = str(exc)
         if "no such table" in text:
             raise errors.SchemaMissing(
                 f"the database has no queuectl schema ({text}): run `queuectl db migrate`"
             ) from None
-        raise errors.BackendUnavailable(f"SQLite unavailable: {text}") from None
+        where = "" if path is None else f" ({path})"
+        raise errors.BackendUnavailable(f"SQLite unavailable: {text}{where}") from None
     except sqlite3.IntegrityError as exc:
         raise errors.BackendError(f"SQLite constraint failed: {exc}") from None
     except sqlite3.DatabaseError as exc:
@@ -55,7 +61,7 @@ def _translated() -> Iterator[None]:
 class SqliteBackend:
     notifies = False
 
-    def __init__(self, url: str, path: Path) -> None:
+    def __init__(self, url: str, path: Path, *, create_dir: bool = False) -> None:
         self.url = url
         self.path = path
         # a small pool: a connection serves one thread at a time, and a worker's short-lived
@@ -64,12 +70,19 @@ class SqliteBackend:
         self._pool_lock = threading.Lock()
         self._writer = threading.RLock()
         self._closed = False
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+        if create_dir:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise errors.BackendUnavailable(
+                    f"cannot create {path.parent}: {exc.strerror}"
+                ) from None
+        elif not path.parent.is_dir():
+            # a path the user gave: a mistyped directory must not silently become a new,
+            # empty queue (SQLite creates the file itself, as usual, in an existing one)
             raise errors.BackendUnavailable(
-                f"cannot create {path.parent}: {exc.strerror}"
-            ) from None
+                f"cannot open {path}: directory {path.parent} does not exist"
+            )
         with self._use() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version < len(MIGRATIONS):
@@ -94,7 +107,7 @@ class SqliteBackend:
     @contextlib.contextmanager
     def _use(self) -> Iterator[sqlite3.Connection]:
         """Borrow a connection from the pool for one unit of work."""
-        with _translated():
+        with _translated(self.path):
             with self._pool_lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:

@@ -59,9 +59,18 @@ VALUES (:job_id, :attempt, :worker_id, :started_at, :queue, :due_at);
 
 -- name: finish
 -- The lease token guard: a worker whose lease was recovered matches no row here.
+-- A cancel asked while the job ran wins over every end but success: the attempt may have
+-- failed (or been released) by itself before its worker heard of the cancel, and the job must
+-- then neither run again nor wait in the DLQ. An interrupted attempt (forced stop) is handed
+-- back, not used up: else a job released on its last attempt would run max_retries + 2 times.
+-- (Every SET expression reads the row as it was before this UPDATE.)
 UPDATE queuectl_jobs
-   SET state = :state,
-       run_at = CASE WHEN :state IN ('failed', 'pending') THEN :now + :retry_s ELSE run_at END,
+   SET state = CASE WHEN cancel_requested AND :state <> 'completed' THEN 'cancelled'
+                    ELSE :state END,
+       run_at = CASE WHEN cancel_requested AND :state <> 'completed' THEN run_at
+                     WHEN :state IN ('failed', 'pending') THEN :now + :retry_s
+                     ELSE run_at END,
+       attempts = CASE WHEN :outcome = 'interrupted' THEN attempts - 1 ELSE attempts END,
        finished_at = :now, updated_at = :now, exit_code = :exit_code, last_error = :error,
        lease_expires_at = NULL, cancel_requested = 0
  WHERE id = :id AND lease_token = :token AND state = 'processing'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from queuectl import config
@@ -28,7 +29,11 @@ class Context:
         if self._backend is None:
             from queuectl.backends import open_backend
 
-            self._backend = open_backend(self.settings.database_url, pool_size=pool_size)
+            url = self.settings.database_url
+            # only the default location is created on first use; a directory in a URL the
+            # user gave must exist
+            default = url == config.default_db_url(os.environ)
+            self._backend = open_backend(url, pool_size=pool_size, create_dir=default)
         return self._backend
 
     def close(self) -> None:

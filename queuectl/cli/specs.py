@@ -64,7 +64,17 @@ def parse_json_arg(text: str) -> models.JobSpec:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise errors.UsageError(f"malformed JSON: {exc.msg} at column {exc.colno}") from None
+    except (RecursionError, ValueError) as exc:
+        raise errors.UsageError(_unparsable(exc)) from None
     return spec_from_object(obj)
+
+
+def _unparsable(exc: RecursionError | ValueError) -> str:
+    """JSON that is well formed but that Python will not load: arrays or objects nested
+    about a thousand deep, or an integer of more than 4300 digits."""
+    if isinstance(exc, RecursionError):
+        return "malformed JSON: nested too deeply"
+    return "malformed JSON: a number with too many digits"
 
 
 def parse_ndjson(lines: Iterable[str]) -> list[models.JobSpec]:
@@ -76,6 +86,8 @@ def parse_ndjson(lines: Iterable[str]) -> list[models.JobSpec]:
             specs.append(spec_from_object(_load_line(line)))
         except json.JSONDecodeError as exc:
             raise errors.UsageError(f"line {number}: malformed JSON: {exc.msg}") from None
+        except (RecursionError, ValueError) as exc:
+            raise errors.UsageError(f"line {number}: {_unparsable(exc)}") from None
         except errors.UsageError as exc:
             raise errors.UsageError(f"line {number}: {exc}") from None
     if not specs:
@@ -103,7 +115,8 @@ def spec_from_object(obj: object) -> models.JobSpec:
         raise errors.UsageError('missing required field "command"')
     timed = not _TIMING.isdisjoint(obj)
     if timed:
-        if "run_at" in obj and "delay" in obj:
+        # null means "not given" here, as it does for ttl and expires_at below
+        if obj.get("run_at") is not None and obj.get("delay") is not None:
             raise errors.UsageError('give "run_at" or "delay", not both')
         if obj.get("ttl") is not None and obj.get("expires_at") is not None:
             raise errors.UsageError('give "ttl" or "expires_at", not both')
@@ -128,7 +141,7 @@ def _check_other_keys(obj: dict[str, Any]) -> None:
             raise errors.UsageError(f"{key!r} can only be {_FRESH[key]!r} for a new job")
         if key not in _FIELDS and key not in _FRESH and key not in _IGNORED:
             raise errors.UsageError(
-                f"unknown field {key!r} (allowed: {', '.join(sorted(_FIELDS))})"
+                f"unknown field {_brief(key)} (allowed: {', '.join(sorted(_FIELDS))})"
             )
 
 
@@ -178,13 +191,13 @@ def check_command(value: object) -> str:
 
 def check_id(value: object) -> str:
     if not isinstance(value, str) or not ids.is_valid(value):
-        raise errors.UsageError(f"bad job id {value!r}: use 1-128 of A-Z a-z 0-9 . _ : -")
+        raise errors.UsageError(f"bad job id {_brief(value)}: use 1-128 of A-Z a-z 0-9 . _ : -")
     return value
 
 
 def check_queue(value: object) -> str:
     if not isinstance(value, str) or not _valid_queue(value):
-        raise errors.UsageError(f"bad queue name {value!r}: use 1-64 of A-Z a-z 0-9 . _ : -")
+        raise errors.UsageError(f"bad queue name {_brief(value)}: use 1-64 of A-Z a-z 0-9 . _ : -")
     return value
 
 
@@ -196,22 +209,37 @@ def _valid_queue(name: str) -> bool:
 
 def check_int(value: object, name: str, *, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise errors.UsageError(f"{name} must be a whole number, not {json.dumps(value)}")
+        raise errors.UsageError(f"{name} must be a whole number, not {_brief(value)}")
     if not low <= value <= high:
-        raise errors.UsageError(f"{name} must be between {low} and {high}, not {value}")
+        raise errors.UsageError(f"{name} must be between {low} and {high}, not {_brief(value)}")
     return value
+
+
+def _brief(value: object) -> str:
+    """A rejected value for the error line, cut short: input may be megabytes long, or
+    nested so deep that printing it in full would exceed the recursion limit."""
+    try:
+        text = repr(value[:100]) if isinstance(value, str) else json.dumps(value)
+    except (RecursionError, ValueError):
+        text = type(value).__name__
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def _seconds(value: object, name: str) -> float:
     if isinstance(value, bool):
         raise errors.UsageError(f"{name} must be a number of seconds or a duration like 30s")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past 1.8e308
+            raise errors.UsageError(f"{name} is too large") from None
     elif isinstance(value, str):
         seconds = parse_duration(value, what=name)
     else:
         raise errors.UsageError(f"{name} must be a number of seconds or a duration like 30s")
-    if not math.isfinite(seconds) or seconds < 0:
+    if not math.isfinite(seconds):
+        raise errors.UsageError(f"{name} must be a finite number of seconds")
+    if seconds < 0:
         raise errors.UsageError(f"{name} must not be negative")
     return seconds
 

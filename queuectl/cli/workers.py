@@ -33,8 +33,11 @@ def start(
     ] = False,
 ) -> None:
     """Run workers in the foreground until stopped (SIGTERM/SIGINT drain; twice kills)."""
+    from queuectl.cli.specs import check_queue
     from queuectl.worker import Worker
 
+    # a name enqueue would refuse can hold no job: say so, rather than serve nothing forever
+    queues = [check_queue(q) for q in queue or ()]
     # slots + heartbeat + claim loop share a few connections: a fleet must not need thousands
     backend, metrics = runtime.start_process(
         "worker", pool_size=min(count, 4) + 2, metrics_port=metrics_port
@@ -50,7 +53,7 @@ def start(
         backend,
         CTX.settings,
         count=count,
-        queues=queue or (),
+        queues=queues,
         metrics=metrics,
         embedded_orchestrator=orchestrator,
         noop=noop,
