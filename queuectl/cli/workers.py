@@ -33,6 +33,11 @@ def start(
     ] = False,
 ) -> None:
     """Run workers in the foreground until stopped (SIGTERM/SIGINT drain; twice kills)."""
+    # Count stop signals from the start: a SIGTERM while the backend connects used to kill the
+    # process with the default action (exit -15). Nothing is claimed yet, so the worker that
+    # inherits the count stops before its first claim and exits 0.
+    early: list[int] = []
+    runtime.on_stop_signals(lambda: early.append(1))
     from queuectl.cli.specs import check_queue
     from queuectl.worker import Worker
 
@@ -59,6 +64,8 @@ def start(
         noop=noop,
     )
     runtime.on_stop_signals(worker.signal_received)  # acted on within 0.25 s
+    for _ in early:
+        worker.signal_received()
     worker.run(burst=burst)
 
 

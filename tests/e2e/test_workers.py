@@ -3,12 +3,16 @@ delayed jobs, recovery while every survivor is busy."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
 import subprocess
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -185,3 +189,71 @@ def test_recovery_runs_even_when_every_survivor_is_busy(cli: Cli, tmp_path: Path
         survivor.wait(timeout=20)
     assert recovered_s <= 20
     print(f"recovered while every survivor was busy in {recovered_s:.1f}s")
+
+
+class _HeldProxy:
+    """TCP proxy to Postgres that holds every connection until `release()`: a worker start
+    that is still connecting, for as long as the test likes."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.accepted = threading.Event()
+        self.released = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.accepted.set()
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        self.released.wait()
+        with client, socket.create_connection(self.upstream) as server:
+            pump = threading.Thread(target=self._pump, args=(server, client), daemon=True)
+            pump.start()
+            self._pump(client, server)
+            pump.join(timeout=5)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+@pytest.mark.integration
+def test_sigterm_while_the_worker_still_connects_stops_it_cleanly(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A SIGTERM before the worker could install its drain handler used to kill it with the
+    default action (-15); now the signal is counted from the start and the worker exits 0
+    before claiming anything."""
+    url = urlsplit(pg_url)
+    proxy = _HeldProxy((url.hostname or "127.0.0.1", url.port or 5432))
+    proxied = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}"))
+    cli = Cli(pg_url, tmp_path)
+    cli.enqueue({"id": "untouched", "command": "true"})
+    through_proxy = Cli(proxied, tmp_path)
+    worker = through_proxy.popen("worker", "start")
+    try:
+        assert proxy.accepted.wait(timeout=15), "the worker never connected"
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the signal lands while the connection is held
+        proxy.release()
+        assert worker.wait(timeout=20) == 0, through_proxy.log(worker)
+    finally:
+        proxy.server.close()
+        if worker.poll() is None:
+            worker.kill()
+    assert state(cli, "untouched") == "pending"
