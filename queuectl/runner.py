@@ -12,8 +12,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from queuectl import models
+
+if TYPE_CHECKING:
+    from queuectl.lifeline import Lifeline
 
 TRUNCATION_MARK = "[queuectl: output truncated: {dropped} of {total} bytes dropped, tail follows]\n"
 _MARK_PREFIX = TRUNCATION_MARK.split("{", 1)[0]
@@ -38,8 +42,10 @@ class Runner:
         timeout_s: float | None,
         kill_grace_s: float,
         output_limit: int,
+        lifeline: Lifeline | None = None,
     ) -> None:
         self.command = command
+        self.lifeline = lifeline
         self.env = dict(env)
         self.timeout_s = timeout_s
         self.kill_grace_s = kill_grace_s
@@ -90,6 +96,8 @@ class Runner:
                 self._sink = None
             killed_early = self._kill_reason is not None
             self._pidfd = _open_pidfd(self._proc.pid)
+            if self.lifeline is not None:
+                self.lifeline.watch(self._proc.pid)  # the group id is the shell's pid
         if killed_early:
             self._signal(signal.SIGKILL)  # a kill that came before the process existed
         return None
@@ -127,6 +135,8 @@ class Runner:
         # unwatched. With a pidfd the shell is not reaped yet, so its pid (the group's id)
         # cannot have been reused by an unrelated group.
         self._signal(signal.SIGKILL)
+        if self.lifeline is not None:
+            self.lifeline.forget(proc.pid)  # before the reap frees the id for reuse
         code = proc.wait()
         if self._pidfd is not None:
             os.close(self._pidfd)

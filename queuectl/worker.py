@@ -16,6 +16,7 @@ from queuectl import allowlist, errors, models, retry
 from queuectl.backends.base import Backend
 from queuectl.completer import Completer
 from queuectl.config import Settings
+from queuectl.lifeline import Lifeline
 from queuectl.runner import Runner, job_env, kill_orphans, spawn_failure
 
 if TYPE_CHECKING:  # composed by the CLI; the worker only calls them
@@ -95,6 +96,7 @@ class Worker:
         )
         self._log = log.bind(worker=f"{self.host}-{self.pid}")
         self._completer: Completer | None = None
+        self._lifeline: Lifeline | None = None
 
     # --- control ------------------------------------------------------------------------------
     def signal_received(self) -> None:
@@ -140,6 +142,11 @@ class Worker:
         self.backend.deregister_workers(self.slot_ids)  # a stale row of a reused pid
         self._heartbeat()
         self._recover()  # a crash before this start is recovered now, not a sweep later
+        if not self.noop:
+            try:
+                self._lifeline = Lifeline()  # this process's jobs die with it, however it dies
+            except OSError as exc:  # recovery sweeps still find orphans on this host
+                self._log.warning("lifeline_unavailable", error=str(exc))
         self._completer = Completer(
             self.backend, on_written=self._written, on_db_error=lambda: self._db_error("finish")
         )
@@ -162,6 +169,8 @@ class Worker:
         finally:
             self._drain()
             self._completer.close()  # every result written before the leases stop renewing
+            if self._lifeline is not None:
+                self._lifeline.close()
             self._beat_stop.set()
             self._beat_now.set()
             if self.orchestrator is not None:
@@ -303,6 +312,7 @@ class Worker:
                 timeout_s=job.timeout_s,
                 kill_grace_s=self.settings.kill_grace_s,
                 output_limit=self._policy.output_limit,
+                lifeline=self._lifeline,
             )
         except OSError as exc:  # e.g. no file descriptor left for the output file
             return spawn_failure(f"could not capture output: {exc}")

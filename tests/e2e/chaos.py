@@ -174,8 +174,9 @@ class Fleet:
     def kill(
         self, proc: subprocess.Popen[bytes], *, leader: str | None
     ) -> tuple[str, subprocess.Popen[bytes]]:
-        """SIGKILL the whole process (not its jobs' process groups: they become orphans,
-        as after a real crash) and reap it; start a replacement of the same role."""
+        """SIGKILL the process (not its jobs' process groups: as after a real crash, they are
+        left to the worker's lifeline and recovery) and reap it; start a replacement of the
+        same role."""
         role = "worker" if proc in self.workers else "orchestrator"
         at = time.time()
         proc.send_signal(signal.SIGKILL)

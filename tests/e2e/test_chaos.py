@@ -23,7 +23,7 @@ from tests.e2e.waiting import wait_for
 pytestmark = pytest.mark.e2e
 
 JOBS = 5000
-TIMEOUT_JOBS = 24  # each holds a slot 0.5 s per attempt: the orphans recovery must kill
+TIMEOUT_JOBS = 24  # each holds a slot 0.5 s per attempt: orphans for the lifeline to kill
 WORKERS = 3
 SLOTS = 4  # per worker process
 ORCHESTRATORS = 2  # Postgres only; on SQLite every `worker start` embeds one
@@ -113,7 +113,8 @@ def test_chaos_sigkills_lose_nothing_and_run_every_job_as_its_command_dictates(
         "cancelled": 0,
     }
     assert status["dlq"] == status["jobs"]["dead"]
-    # every orphan was killed by recovery or finished: no job process outlives the fleet
+    # every orphan was killed (by its worker's lifeline, or recovery) or finished: no job
+    # process outlives the fleet
     assert chaos.tagged_processes(tag) == []
 
     result = chaos.audit(

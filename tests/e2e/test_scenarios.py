@@ -88,6 +88,9 @@ def test_a_sigkilled_worker_job_is_recovered_and_completes(cli: Cli, tmp_path: P
     first.kill()  # SIGKILL: no cleanup, the lease is left to expire
     first.wait()
     killed_at = time.monotonic()
+    # the dead worker's lifeline kills its job at once, long before any recovery sweep
+    wait_for(lambda: not _processes_with("QUEUECTL_LEASE=victim#1"), timeout=5)
+    orphan_gone_s = time.monotonic() - killed_at
     assert cli.json("show", "victim", "--json")["state"] == "processing"
     second = cli.popen("worker", "start")
     try:
@@ -105,7 +108,7 @@ def test_a_sigkilled_worker_job_is_recovered_and_completes(cli: Cli, tmp_path: P
     assert marker.read_text().split("\n")[:3] == ["start 1", "start 2", "end 2"]
     assert not _processes_with("QUEUECTL_LEASE=victim#1")  # the orphan was killed
     assert cli.json("list", "--state", "processing", "--json") == []
-    print(f"SIGKILL -> completed again in {recovery_s:.1f}s")
+    print(f"SIGKILL -> job killed in {orphan_gone_s:.2f}s, completed again in {recovery_s:.1f}s")
 
 
 def _processes_with(marker: str) -> list[int]:
