@@ -58,6 +58,23 @@ def _translated(path: Path | None = None) -> Iterator[None]:
         raise errors.BackendUnavailable(f"SQLite error: {exc}") from None
 
 
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """PRAGMA journal_mode = WAL, waiting as long as the busy timeout: the switch needs the
+    file to itself and, unlike other statements, gives up at once ("database is locked")
+    when another process holds it, as when several workers start on a new file together."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 class SqliteBackend:
     notifies = False
 
@@ -160,7 +177,7 @@ class SqliteBackend:
     def migrate(self) -> int:
         with self._use() as conn:
             # WAL lets readers (status, list) run while a worker writes
-            conn.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(conn)
         with self._tx() as conn:
             current = int(conn.execute("PRAGMA user_version").fetchone()[0])
             for name, sql in MIGRATIONS.items():

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -447,6 +448,31 @@ def test_sqlite_write_locked_by_another_process_makes_workers_wait(tmp_path: Pat
         parsed = events(cli.log(proc))
         waited = {"job_fenced", "job_abandoned", "job_lease_lost", *DB_ERROR_EVENTS}
         assert not [e for e in parsed if e["event"] in waited]  # they waited, nothing failed
+
+
+def test_sqlite_new_file_locked_by_another_process_makes_the_first_command_wait(
+    tmp_path: Path,
+) -> None:
+    """A queue's first command switches the new file to WAL, which needs it to itself and,
+    unlike a write, does not wait on its own: with another process holding the write lock
+    (as when several workers start on a new file together and one is migrating) it failed
+    at once with "database is locked". It waits for the release like any other write."""
+    path = tmp_path / "queue.db"
+    cli = Cli(f"sqlite:///{path}", tmp_path)
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(path), "1.0"], stdout=subprocess.PIPE, text=True
+    ) as holder:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().split()[0] == "locked"
+        result = cli("status", "--json")
+        waited_until = time.time()
+        word, released_wall = holder.stdout.readline().split()
+        assert word == "released"
+    assert result.returncode == 0, result.stderr
+    assert waited_until >= float(released_wall)
+    assert cli.json("status", "--json")["jobs"]["pending"] == 0
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def _settled(cli: Cli) -> int:
