@@ -33,6 +33,8 @@ class Settings:
     hostname: str = ""  # how this host is named in leases (default: the OS hostname)
     leader_ttl_s: float = 10.0  # an orchestrator leader that stops renewing is replaced after
     dashboard_token: str = ""  # required by `dashboard` on any address but localhost
+    # names besides its address that `dashboard` answers to in Host (anti DNS rebinding)
+    dashboard_allowed_hosts: tuple[str, ...] = ()
     # this worker's own allowed-commands: the database's list can narrow it, never widen it
     allowed_commands: tuple[str, ...] | None = None
     log_format: str = "auto"
@@ -49,6 +51,7 @@ _ENV = {
     "hostname": "QUEUECTL_HOSTNAME",
     "leader_ttl_s": "QUEUECTL_LEADER_TTL",
     "dashboard_token": "QUEUECTL_DASHBOARD_TOKEN",
+    "dashboard_allowed_hosts": "QUEUECTL_DASHBOARD_ALLOWED_HOSTS",
     "allowed_commands": "QUEUECTL_ALLOWED_COMMANDS",
     "log_format": "QUEUECTL_LOG_FORMAT",
     "log_level": "QUEUECTL_LOG_LEVEL",
@@ -115,6 +118,8 @@ def _build(merged: Mapping[str, tuple[object, str]]) -> Settings:
             if seconds <= 0:
                 raise errors.ConfigError(f"{_TOML_KEYS[f.name]} (from {source}) must be > 0")
             kwargs[f.name] = seconds
+        elif f.name == "dashboard_allowed_hosts":
+            kwargs[f.name] = _names(value)
         elif f.name == "allowed_commands":
             try:
                 kwargs[f.name] = _allowed_commands(value)
@@ -187,6 +192,13 @@ def _seconds(*, nullable: bool, most: float) -> Callable[[str], object]:
         return seconds
 
     return parse
+
+
+def _names(value: object) -> tuple[str, ...]:
+    """A comma-separated string (the environment) or a list (TOML); blanks dropped. The
+    dashboard checks each is a host name: parsing them here would import it on every call."""
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(name for item in items if (name := str(item).strip()))
 
 
 def _allowed_commands(value: object) -> tuple[str, ...] | None:

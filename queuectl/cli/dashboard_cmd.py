@@ -18,24 +18,51 @@ def dashboard(
     read_only: Annotated[
         bool, typer.Option("--read-only", help="Show everything, change nothing.")
     ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A name browsers reach the dashboard by (repeatable; * for any); replaces "
+            "QUEUECTL_DASHBOARD_ALLOWED_HOSTS. Its address and localhost always work.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web dashboard; off localhost it requires QUEUECTL_DASHBOARD_TOKEN."""
     from queuectl.web import security
 
     settings = CTX.settings
     token = settings.dashboard_token or None
-    if not security.is_local(host) and not token:
+    public = not security.is_local(host)
+    if public and not token:
         raise errors.UsageError(
             f"refusing to serve on {host} without QUEUECTL_DASHBOARD_TOKEN (anyone who can "
             "reach it could cancel and retry jobs); set a token or bind 127.0.0.1"
         )
+    if token and (problem := security.token_problem(token, public=public)):
+        # the reason only, never the token: this line lands in logs
+        raise errors.UsageError(
+            f"refusing to serve on {host}: QUEUECTL_DASHBOARD_TOKEN {problem} "
+            "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+    # flags over the environment, as for every setting
+    names = allowed_host if allowed_host else settings.dashboard_allowed_hosts
+    try:
+        allowed_hosts = security.allowed_hosts(host, names)
+    except ValueError as exc:
+        raise errors.UsageError(f"bad allowed host: {exc}") from None
     import uvicorn
 
     from queuectl.cli import runtime
     from queuectl.web.app import create_app
 
     backend, _ = runtime.start_process("dashboard", pool_size=4, metrics_port=None)
-    app = create_app(backend, lease_ttl_s=settings.lease_ttl_s, token=token, read_only=read_only)
+    app = create_app(
+        backend,
+        lease_ttl_s=settings.lease_ttl_s,
+        token=token,
+        read_only=read_only,
+        allowed_hosts=allowed_hosts,
+    )
 
     class Server(uvicorn.Server):
         # uvicorn re-raises SIGTERM after shutting down (exit 143); like `worker start`, a

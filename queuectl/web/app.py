@@ -6,6 +6,7 @@ import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -37,13 +38,33 @@ def create_app(
     lease_ttl_s: float = 10.0,
     token: str | None = None,
     read_only: bool = False,
+    allowed_hosts: frozenset[str] | None = None,
 ) -> Starlette:
+    """The dashboard. `allowed_hosts` (see security.allowed_hosts) are the names a request's
+    Host may carry; None accepts any, for an app embedded behind something that checks:
+    `queuectl dashboard` always passes them."""
     views = _Views(backend, lease_ttl_s=lease_ttl_s, token=token, read_only=read_only)
     return Starlette(
         routes=views.routes(),
-        middleware=[Middleware(_Guard, token=token)],
+        middleware=[Middleware(_Guard, token=token, allowed_hosts=allowed_hosts)],
         exception_handlers={errors.QueuectlError: _failed},
     )
+
+
+def job_url(job_id: str, action: str = "") -> str:
+    """The job's page, or one of its actions. A browser resolves the path segments `.` and
+    `..` (also written `%2E%2E`) before it sends a request, so `/jobs/..` would be `/`: those
+    two ids travel in the query string instead. Other ids keep readable paths."""
+    if job_id in (".", ".."):
+        return f"/job{'/' + action if action else ''}?id={quote(job_id, safe='')}"
+    return f"/jobs/{quote(job_id, safe=':')}{'/' + action if action else ''}"
+
+
+def _job_id(request: Request) -> str:
+    """The id from `/jobs/<id>/…`, or from `/job…?id=<id>` (those routes have no path id)."""
+    if "job_id" in request.path_params:
+        return str(request.path_params["job_id"])
+    return request.query_params.get("id", "")
 
 
 def _failed(request: Request, exc: Exception) -> Response:
@@ -66,7 +87,10 @@ class _Views:
         self._metrics: Metrics | None = None
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals.update(
-            iso=models.iso, duration=format_duration, states=list(models.JobState)
+            iso=models.iso,
+            duration=format_duration,
+            states=list(models.JobState),
+            job_url=job_url,
         )
 
     def routes(self) -> list[Route | Mount]:
@@ -77,6 +101,10 @@ class _Views:
             Route("/jobs/{job_id:path}/cancel", act(self.cancel), methods=["POST"]),
             Route("/jobs/{job_id:path}/retry", act(self.retry), methods=["POST"]),
             Route("/jobs/{job_id:path}", self.job),
+            # the same three for any id given as `?id=` (see job_url)
+            Route("/job", self.job),
+            Route("/job/cancel", act(self.cancel), methods=["POST"]),
+            Route("/job/retry", act(self.retry), methods=["POST"]),
             Route("/dlq", self.dlq),
             Route("/dlq/retry", act(self.dlq_retry), methods=["POST"]),
             Route("/workers", self.workers),
@@ -150,7 +178,7 @@ class _Views:
         return [job] if matches else []
 
     def job(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
+        job_id = _job_id(request)
         try:
             found = self.backend.get_job(job_id)
             runs = self.backend.runs(job_id)
@@ -195,9 +223,14 @@ class _Views:
 
     def login(self, request: Request) -> Response:
         response = RedirectResponse("/", status_code=303)
+        if not self.token:
+            return response
+        # checked before the cookie is set: a cross-site link to /login?token=WRONG must not
+        # replace a working cookie (logging the user out)
         given = request.query_params.get("token", "")
-        if self.token and given:
-            response.set_cookie(security.AUTH_COOKIE, given, httponly=True, samesite="strict")
+        if not security.same_secret(given, self.token):
+            return PlainTextResponse("unauthorized: wrong dashboard token", 401)
+        response.set_cookie(security.AUTH_COOKIE, given, httponly=True, samesite="strict")
         return response
 
     # --- actions --------------------------------------------------------------------------------
@@ -222,14 +255,14 @@ class _Views:
         return endpoint
 
     def cancel(self, request: Request, form: dict[str, str]) -> str:
-        job_id = request.path_params["job_id"]
+        job_id = _job_id(request)
         self.backend.cancel(job_id)
-        return _local(form.get("next")) or f"/jobs/{job_id}"
+        return _local(form.get("next")) or job_url(job_id)
 
     def retry(self, request: Request, form: dict[str, str]) -> str:
-        job_id = request.path_params["job_id"]
+        job_id = _job_id(request)
         self.backend.retry([job_id])
-        return _local(form.get("next")) or f"/jobs/{job_id}"
+        return _local(form.get("next")) or job_url(job_id)
 
     def dlq_retry(self, request: Request, form: dict[str, str]) -> str:
         if form.get("all"):
@@ -267,22 +300,39 @@ def _status(exc: errors.QueuectlError) -> int:
 
 
 class _Guard(BaseHTTPMiddleware):
-    """Token check on everything but /healthz and /login; sets the CSRF cookie once."""
+    """Before any page or action: the Host (every path), the Origin of a POST, the token
+    (all but /healthz, /login and /static/). After: the security headers, and the CSRF
+    cookie once."""
 
-    def __init__(self, app: Any, token: str | None) -> None:
+    def __init__(self, app: Any, token: str | None, allowed_hosts: frozenset[str] | None) -> None:
         super().__init__(app)
         self.token = token
+        self.allowed_hosts = allowed_hosts
 
     async def dispatch(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        open_paths = ("/healthz", "/login", "/static/")
-        if not request.url.path.startswith(open_paths) and not security.authorized(
+        path = request.url.path
+        response: Response
+        if not security.host_ok(request, self.allowed_hosts):
+            response = PlainTextResponse(
+                "unknown Host: add this name with --allowed-host or "
+                "QUEUECTL_DASHBOARD_ALLOWED_HOSTS",
+                400,
+            )
+        elif request.method not in ("GET", "HEAD") and not security.origin_ok(request):
+            response = PlainTextResponse("cross-origin request refused", 403)
+        elif not path.startswith(("/healthz", "/login", "/static/")) and not security.authorized(
             request, self.token
         ):
-            return PlainTextResponse("unauthorized: a dashboard token is required", 401)
-        response = await call_next(request)
-        new = getattr(request.state, "new_csrf", None)
-        if new and not request.cookies.get(security.CSRF_COOKIE):
-            response.set_cookie(security.CSRF_COOKIE, new, httponly=True, samesite="strict")
+            response = PlainTextResponse("unauthorized: a dashboard token is required", 401)
+        else:
+            response = await call_next(request)
+            new = getattr(request.state, "new_csrf", None)
+            if new and not request.cookies.get(security.CSRF_COOKIE):
+                response.set_cookie(security.CSRF_COOKIE, new, httponly=True, samesite="strict")
+        response.headers.update(security.HEADERS)
+        if not path.startswith("/static/"):
+            # pages show commands and output: no copy in a shared or back-button cache
+            response.headers["Cache-Control"] = "no-store"
         return response

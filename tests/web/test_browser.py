@@ -67,6 +67,9 @@ def test_a_job_appears_runs_and_is_retried_from_the_dlq(site: tuple[str, Cli]) -
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
+        # anything the Content-Security-Policy blocks is reported on the console
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
         page.goto(url + "/")
         page.select_option("#refresh-interval", "2")
         page.evaluate("window.__notReloaded = true")
@@ -97,5 +100,16 @@ def test_a_job_appears_runs_and_is_retried_from_the_dlq(site: tuple[str, Cli]) -
         # it runs again (and fails again): a second attempt appears on its page
         page.goto(url + "/jobs/flaky")
         expect(page.locator("section.run")).to_have_count(2, timeout=15_000)
+
+        # a job whose id the browser would resolve as a path segment (`/jobs/..` is `/`):
+        # its link and its Cancel button still reach it
+        cli.enqueue({"id": "..", "command": "true", "delay": "1h"})
+        page.goto(url + "/jobs")
+        page.get_by_role("link", name="..", exact=True).click()
+        expect(page.locator("h1 code")).to_have_text("..")
+        page.get_by_role("button", name="Cancel", exact=True).click()
+        expect(page.locator("#job-state")).to_have_text("cancelled")
+        expect(page.locator("h1 code")).to_have_text("..")
         browser.close()
+    assert not [m for m in console if "Content Security Policy" in m], console
     assert cli.json("show", "flaky", "--json")["runs"][1]["exit_code"] == 3
