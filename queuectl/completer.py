@@ -19,7 +19,13 @@ log = structlog.get_logger("queuectl.completer")
 FLUSH_S = 0.005
 MAX_BATCH = 500  # one statement's worth; a longer backlog is written in several
 _MAX_PENDING = 4 * MAX_BATCH  # submitters wait beyond this: leases must not age in a backlog
-_TRIES = 5  # a batch that cannot reach the database is retried, then left to recovery
+# A batch the database refuses for another reason than being out of reach (a constraint, a
+# bug) is tried this often and then left to recovery. One it cannot reach is kept and tried
+# again until it is written, however long the outage: the worker renews the leases of the
+# results it holds (`unwritten`), so nobody else writes them off meanwhile, and claims no
+# new work while writes fail, so what it holds stays bounded by its slots.
+_TRIES = 5
+_RETRY_MAX_S = 2.0
 
 OnWritten = Callable[[models.Finish, bool], None]
 
@@ -42,7 +48,8 @@ class Completer:
         self.on_db_error = on_db_error
         self.flush_s = flush_s
         self._items: list[models.Finish] = []
-        self._in_flight = 0
+        self._in_flight: list[models.Finish] = []
+        self._failing = False
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="queuectl-completer", daemon=True)
@@ -60,14 +67,33 @@ class Completer:
     def pending(self) -> int:
         """Finished jobs not yet written (queued or being written)."""
         with self._cond:
-            return len(self._items) + self._in_flight
+            return len(self._items) + len(self._in_flight)
 
-    def close(self, timeout_s: float = 30.0) -> None:
-        """Write everything submitted so far, then stop the thread."""
+    def unwritten(self) -> list[models.Job]:
+        """The jobs whose results wait to be written: their leases must still be renewed."""
+        with self._cond:
+            return [f.job for f in (*self._in_flight, *self._items)]
+
+    @property
+    def failing(self) -> bool:
+        """The last write could not reach the database (and is being tried again)."""
+        return self._failing
+
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Write everything submitted so far, then stop the thread; False when results were
+        still unwritten after `timeout_s` (the database is out of reach)."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.error(
+                "results_unwritten",
+                job_ids=[j.id for j in self.unwritten()],
+                note="their leases will expire and the jobs run again",
+            )
+            return False
+        return True
 
     def _loop(self) -> None:
         while True:
@@ -83,7 +109,7 @@ class Completer:
                         break
                     self._cond.wait(remaining)
                 batch, self._items = self._items[:MAX_BATCH], self._items[MAX_BATCH:]
-                self._in_flight = len(batch)
+                self._in_flight = batch
                 self._cond.notify_all()  # room for waiting submitters
             try:
                 self._write(batch)
@@ -91,23 +117,32 @@ class Completer:
                 log.exception("completer_crashed", jobs=len(batch))
             finally:
                 with self._cond:
-                    self._in_flight = 0
+                    self._in_flight = []
 
     def _write(self, batch: list[models.Finish]) -> None:
-        for attempt in range(1, _TRIES + 1):
+        refused = 0
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 applied = self.backend.finish_many(batch)
                 break
-            except errors.BackendError as exc:
+            except errors.BackendUnavailable as exc:
+                self._failing = True
                 log.warning("finish_failed", error=str(exc), jobs=len(batch), try_=attempt)
-                self.on_db_error()
-                time.sleep(min(2.0**attempt * 0.1, 2.0))
-        else:
-            log.error(
-                "finish_gave_up",
-                job_ids=[f.job.id for f in batch],
-                note="their leases will expire and the jobs run again",
-            )
-            return
+            except errors.BackendError as exc:
+                refused += 1
+                log.warning("finish_failed", error=str(exc), jobs=len(batch), try_=attempt)
+                if refused >= _TRIES:
+                    log.error(
+                        "finish_gave_up",
+                        job_ids=[f.job.id for f in batch],
+                        note="their leases will expire and the jobs run again",
+                    )
+                    self._failing = False
+                    return
+            self.on_db_error()
+            time.sleep(min(2.0**attempt * 0.1, _RETRY_MAX_S))
+        self._failing = False
         for item, ok in zip(batch, applied, strict=True):
             self.on_written(item, ok)

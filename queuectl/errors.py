@@ -6,6 +6,7 @@
   + BackendError             exit 1
     - BackendUnavailable     exit 69 cannot connect, or locked past the busy timeout
     - SchemaMissing          exit 1  tables absent or too old: run `queuectl db migrate`
+    - SchemaTooNew           exit 69 migrated by a newer queuectl: this one must not touch it
   + NotFound                 exit 3
     - JobNotFound            exit 3
   + InvalidTransition        exit 4  e.g. retrying a pending job
@@ -38,6 +39,10 @@ class BackendUnavailable(BackendError):
 
 class SchemaMissing(BackendError):
     pass
+
+
+class SchemaTooNew(BackendError):
+    exit_code = 69
 
 
 class NotFound(QueuectlError):

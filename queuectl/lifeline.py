@@ -118,9 +118,14 @@ def main() -> None:
         # 1,500 jobs/s; a pause lets a worker's lines pile up in the pipe (1,500 jobs/s is
         # ~25 KB/s), and a death is still acted on within the pause.
         time.sleep(_BATCH_S)
+    # The group of each job's shell, and every process that left it but not the session
+    # (`set -m` gives each background job a group of its own; `env -i` sheds the marker the
+    # recovery sweep looks for). Each id is a job's shell's pid, not yet reaped (the worker
+    # forgets a group before its reap), so it still names that job's session.
+    from queuectl import sessions  # stdlib only: the watchdog starts lean
+
     for pgid in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
+        sessions.kill(pgid)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from queuectl.backends.base import Backend
 from queuectl.config import Settings
 from queuectl.cron import Cron
 from queuectl.metrics import Metrics
-from queuectl.runner import kill_orphans
+from queuectl.recovery import Connectivity, Reaper
 
 log = structlog.get_logger("queuectl.orchestrator")
 
@@ -61,6 +61,10 @@ class Orchestrator:
         self._last_wake = 0.0
         self._crons: dict[str, Cron] = {}
         self._log = log.bind(orchestrator=self.node_id)
+        # its recovery sweep, like a worker's, waits for a lease of unbroken database access
+        # (recovery.py); every election and sweep shows whether it has it
+        self._db = Connectivity(max_gap_s=2 * settings.heartbeat_s)
+        self._reaper = Reaper(self._db, this_host=self.host, lease_ttl_s=settings.lease_ttl_s)
         self.sweeps = [
             Sweep("fire_schedules", 1.0, self.fire_schedules),
             Sweep("wake_due", TICK_S, self.wake_due),
@@ -115,17 +119,21 @@ class Orchestrator:
             self.run_sweep(sweep, now)
 
     def run_sweep(self, sweep: Sweep, now: float) -> None:
+        started = time.monotonic()
         try:
             affected = sweep.fn(now)
         except Exception as exc:  # one sweep failing must not stop the others
+            self._db.failed()
             self._log.warning("sweep_failed", sweep=sweep.name, error=str(exc))
             self._count(sweep.name, "error")
             return
+        self._db.ok(started, time.monotonic())
         self._count(sweep.name, "ok")
         if affected and sweep.name != "wake_due":  # wake-ups are routine: not worth a line
             self._log.info("sweep_done", sweep=sweep.name, affected=affected)
 
     def elect(self) -> None:
+        started = time.monotonic()
         try:
             if not self.is_leader and self.backend.leader(LEADER_LEASE) not in (None, self.node_id):
                 # someone holds a valid lease: a read, so standbys take no write lock (SQLite)
@@ -135,8 +143,11 @@ class Orchestrator:
                 LEADER_LEASE, self.node_id, ttl_s=self.settings.leader_ttl_s
             )
         except Exception as exc:
+            self._db.failed()
             self._log.warning("leader_election_failed", error=str(exc))
             leader = False  # cannot renew: act as if lost, so two never sweep at once
+        else:
+            self._db.ok(started, time.monotonic())
         self._set_leader(leader)
 
     def _set_leader(self, leader: bool) -> None:
@@ -152,13 +163,16 @@ class Orchestrator:
 
     # --- sweeps ---------------------------------------------------------------------------------
     def recover(self, now: float) -> int:
-        def kill(job: models.Job, host: str | None) -> None:
-            kill_orphans(job, host, this_host=self.host)
-
-        recovered = self.backend.recover_expired(kill, lease_ttl_s=self.settings.lease_ttl_s)
+        recovered = self.backend.recover_expired(
+            self._reaper, lease_ttl_s=self.settings.lease_ttl_s
+        )
         for job in recovered:
             self._log.warning(
-                "job_recovered", job_id=job.id, queue=job.queue, lost_worker=job.worker_id
+                "job_recovered",
+                job_id=job.id,
+                queue=job.queue,
+                lost_worker=job.worker_id,
+                orphans_killed=self._reaper.killed.pop(job.id, 0),
             )
         if self.metrics is not None and recovered:
             self.metrics.recovered.inc(len(recovered))

@@ -95,6 +95,9 @@ class RunningJob:
     job: Job
     output: str | None = None  # None: unchanged since the last beat
     output_bytes: int = 0
+    # `PID:START` of the job's session (queuectl/sessions.py), so that a recovery sweep on
+    # this host can kill what is left of the run even after it shed its environment
+    session: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

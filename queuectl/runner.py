@@ -11,10 +11,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from queuectl import models
+from queuectl import models, sessions
 
 if TYPE_CHECKING:
     from queuectl.lifeline import Lifeline
@@ -28,6 +27,11 @@ _TRIM_SLACK = 1 << 20  # the tail may grow this far past the limit before it is 
 # after the exit, read at most this much more: a process that left the job's group (setsid)
 # may still hold the pipe and write forever
 _DRAIN_MAX = 16 << 20
+# What a heartbeat stores of a running job's output (`logs` and `logs --follow` meanwhile):
+# the whole tail, up to an output-limit of 64 MiB per job every 2 s, took a heartbeat longer
+# than a lease on SQLite, and its jobs were fenced. The complete tail is written once, at
+# the end of the attempt.
+LIVE_TAIL = 256 << 10
 
 
 class Runner:
@@ -67,6 +71,8 @@ class Runner:
         self._kill_deadline: float | None = None
         self._last_size = -1
         self._pidfd: int | None = None
+        self._session: str | None = None
+        self._reaped = False
 
     @property
     def pid(self) -> int | None:
@@ -96,6 +102,8 @@ class Runner:
                 self._sink = None
             killed_early = self._kill_reason is not None
             self._pidfd = _open_pidfd(self._proc.pid)
+            # read now, while the shell cannot have been reaped (its pid cannot be reused)
+            self._session = sessions.tag(self._proc.pid)
             if self.lifeline is not None:
                 self.lifeline.watch(self._proc.pid)  # the group id is the shell's pid
         if killed_early:
@@ -135,8 +143,16 @@ class Runner:
         # unwatched. With a pidfd the shell is not reaped yet, so its pid (the group's id)
         # cannot have been reused by an unrelated group.
         self._signal(signal.SIGKILL)
+        if self._kill_reason is not None:
+            # a killed attempt (timeout, cancel, lost lease, forced stop) is retried, maybe
+            # at once: whatever of it moved to another group of its session (`set -m`) must
+            # not run next to the retry. Only then: the /proc scan costs ~1.5 ms, too much
+            # for every job at hundreds of jobs a second.
+            sessions.kill(proc.pid)
         if self.lifeline is not None:
             self.lifeline.forget(proc.pid)  # before the reap frees the id for reuse
+        with self._lock:
+            self._reaped = True  # from now on, the group id may be reused
         code = proc.wait()
         if self._pidfd is not None:
             os.close(self._pidfd)
@@ -161,6 +177,17 @@ class Runner:
             if self._kill_reason is None:
                 self._kill_reason = reason
         self._signal(signal.SIGKILL)
+
+    def pause(self) -> None:
+        """SIGSTOP the job's group (its worker is being suspended)."""
+        with self._lock:
+            if not self._reaped:  # a reaped shell's id may name someone else's group now
+                self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        with self._lock:
+            if not self._reaped:
+                self._signal(signal.SIGCONT)
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._proc is not None:
@@ -221,11 +248,12 @@ class Runner:
         """What the job wrote just before it ended (its group is dead by now)."""
         self._read_some(_DRAIN_MAX // _READ_CHUNK)
 
-    def _read_output(self) -> tuple[str, int]:
+    def _read_output(self, limit: int | None = None) -> tuple[str, int]:
         if self._out.closed:
             return "", 0
         total = self._total
-        data = bytes(self._tail[max(0, len(self._tail) - self.output_limit) :])
+        keep = self.output_limit if limit is None else min(limit, self.output_limit)
+        data = bytes(self._tail[max(0, len(self._tail) - keep) :])
         start = total - len(data)
         text = data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
         if start:
@@ -234,8 +262,14 @@ class Runner:
             text = TRUNCATION_MARK.format(dropped=start, total=total) + text
         return text, total
 
+    @property
+    def session_tag(self) -> str | None:
+        """`PID:START` of the job's session (sessions.tag) once it runs; for heartbeats."""
+        return self._session
+
     def output_if_changed(self) -> tuple[str, int] | None:
-        """For heartbeats: the output so far, or None when nothing was written since."""
+        """For heartbeats: the last LIVE_TAIL bytes of output so far, or None when nothing
+        was written since."""
         with self._lock:
             if self._out.closed:
                 return None
@@ -244,7 +278,7 @@ class Runner:
             if size == self._last_size:
                 return None
             self._last_size = size
-            return self._read_output()
+            return self._read_output(LIVE_TAIL)
 
     def _outcome(self, code: int, output: str, total: int, duration: float) -> models.Outcome:
         kind, error = _classify(code, self._kill_reason, self.timeout_s)
@@ -312,30 +346,3 @@ def job_env(job: models.Job, base: Mapping[str, str]) -> dict[str, str]:
         # lets a recovering worker on this host find the orphaned processes of this run
         "QUEUECTL_LEASE": f"{job.id}#{job.lease_token}",
     }
-
-
-def kill_orphans(job: models.Job, host: str | None, *, this_host: str) -> int:
-    """SIGKILL every process group still running this job's lost run on this host; the
-    count of groups. Elsewhere (another host) nothing can be done from here."""
-    if host != this_host:
-        return 0
-    marker = f"QUEUECTL_LEASE={job.id}#{job.lease_token}".encode()
-    own = os.getpgrp()
-    groups: set[int] = set()
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return 0
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            if marker in environ.split(b"\0"):
-                groups.add(os.getpgid(int(entry.name)))
-        except (OSError, ProcessLookupError):
-            continue
-    groups.discard(own)
-    for pgid in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-    return len(groups)

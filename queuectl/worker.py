@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from queuectl import allowlist, errors, models, retry
+from queuectl import allowlist, errors, models, retry, sessions
 from queuectl.backends.base import Backend
 from queuectl.completer import Completer
 from queuectl.config import Settings
 from queuectl.lifeline import Lifeline
-from queuectl.runner import Runner, job_env, kill_orphans, spawn_failure
+from queuectl.recovery import Connectivity, Reaper
+from queuectl.runner import Runner, job_env, spawn_failure
 
 if TYPE_CHECKING:  # composed by the CLI; the worker only calls them
     from queuectl.metrics import Metrics
@@ -97,6 +98,14 @@ class Worker:
         self._log = log.bind(worker=f"{self.host}-{self.pid}")
         self._completer: Completer | None = None
         self._lifeline: Lifeline | None = None
+        # recovery waits for a lease of unbroken database access (recovery.py): heartbeats,
+        # every `heartbeat` seconds, are what shows it
+        self._db = Connectivity(max_gap_s=2 * settings.heartbeat_s)
+        self._reaper = Reaper(self._db, this_host=self.host, lease_ttl_s=settings.lease_ttl_s)
+        self._beat_since: float | None = None  # a heartbeat is waiting on the database
+        self._beat_failed = False
+        self._suspended = False  # stopped by Ctrl-Z, until the heartbeat after SIGCONT
+        self._paused: list[_Slot] = []
 
     # --- control ------------------------------------------------------------------------------
     def signal_received(self) -> None:
@@ -141,6 +150,9 @@ class Worker:
         self._policy = self.backend.policy()
         self.backend.deregister_workers(self.slot_ids)  # a stale row of a reused pid
         self._heartbeat()
+        if self._stop_requested_while_starting():
+            self._log.info("stop_requested", source="worker stop, while this one started")
+            self.stop()
         self._recover()  # a crash before this start is recovered now, not a sweep later
         if not self.noop:
             try:
@@ -155,6 +167,7 @@ class Worker:
         helpers = [
             threading.Thread(target=self._listen, name="queuectl-listen", daemon=True),
         ]
+
         if self.orchestrator is not None:
             helpers.append(
                 threading.Thread(target=self.orchestrator.run, name="queuectl-orch", daemon=True)
@@ -168,7 +181,9 @@ class Worker:
             self._dispatch(burst=burst)
         finally:
             self._drain()
-            self._completer.close()  # every result written before the leases stop renewing
+            # every result written before the leases stop renewing (heartbeats go on
+            # meanwhile, and renew the leases of the results still held)
+            self._completer.close()
             if self._lifeline is not None:
                 self._lifeline.close()
             self._beat_stop.set()
@@ -192,8 +207,7 @@ class Worker:
             if self._stop.is_set():
                 return
             self._wake.clear()
-            with self._lock:
-                free, self._free = self._free, []
+            free = self._free_slots()
             claimed: list[models.Job] = []
             if free:
                 asked_at = time.monotonic()  # leases start at or after this moment
@@ -231,6 +245,15 @@ class Worker:
                 self._next_due = float("inf")
             idle_s = min(idle_s * 2, self._poll_cap)
 
+    def _free_slots(self) -> list[str]:
+        """The slots to claim for now: none while results wait to be written (the database
+        refuses them), so that what this process holds stays bounded by its slots."""
+        if self._completer is not None and self._completer.failing:
+            return []
+        with self._lock:
+            free, self._free = self._free, []
+        return free
+
     def _idle_wait(self, wait_s: float) -> None:
         deadline = time.monotonic() + min(wait_s, max(0.0, self._next_due - time.monotonic()))
         while not self._stop.is_set():
@@ -239,6 +262,17 @@ class Worker:
             if remaining <= 0 or self._wake.wait(min(remaining, _SIGNAL_CHECK_S)):
                 return
             self._check_signals()
+
+    def _stop_requested_while_starting(self) -> bool:
+        """`worker stop` ran after this process started but before it registered (when
+        `worker stop` found no live worker to ask): it was meant for this one too."""
+        age = sessions.age_s()
+        if age is None:
+            return False
+        try:
+            return self.backend.stop_requested_within(age)
+        except errors.BackendError:
+            return False
 
     def _unwritten(self) -> int:
         return 0 if self._completer is None else self._completer.pending
@@ -328,13 +362,25 @@ class Worker:
         def fence() -> None:
             # no renewal for almost a lease: another worker may recover this job at any
             # moment, and a job must never run twice at once, so this copy dies now
-            if time.monotonic() - slot.renewed_at > self._fence_s:
+            if time.monotonic() - slot.renewed_at > self._fence_s and not self._renewal_blocked():
                 bound.warning("job_fenced", reason="lease not renewed; killing local copy")
                 runner.force_kill(models.OutcomeKind.LOST)
 
         outcome = runner.wait(on_tick=fence)
         slot.exited = True  # before the result is submitted: see _Slot.exited
         return outcome
+
+    def _renewal_blocked(self) -> bool:
+        """The lease is not renewed because nobody can write: suspended and resuming (the
+        first heartbeat after SIGCONT decides), or SQLite's one lock is held by another
+        process or the disk refuses writes, which stops every recovery sweep just as well
+        (and those wait a lease after such a break, recovery.py), so killing a healthy job
+        would gain nothing. Postgres cannot tell a cut-off worker from an outage: it fences."""
+        if self._suspended:
+            return True
+        if not self.backend.single_host:
+            return False
+        return self._beat_since is not None or self._beat_failed
 
     def _refusal(self, command: str) -> str | None:
         """Why allowed-commands forbids running `command`, or None. Checked right before the
@@ -443,21 +489,36 @@ class Worker:
                     job=slot.job,
                     output=None if out is None else out[0],
                     output_bytes=0 if out is None else out[1],
+                    session=None if slot.runner is None else slot.runner.session_tag,
                 )
             )
+        # a result waiting to be written keeps its lease: else, after an outage longer than
+        # a lease, a recovery sweep would call the job lost and run it again
+        held = {s.job.id for s in slots}
+        if self._completer is not None:
+            running += [
+                models.RunningJob(job=j) for j in self._completer.unwritten() if j.id not in held
+            ]
         workers = [
             models.WorkerInfo(id=s, host=self.host, pid=self.pid, queues=self.queues)
             for s in self.slot_ids
         ]
         sent_at = time.monotonic()  # the database renews at or after this moment
+        self._beat_since = sent_at
         try:
             control = self.backend.heartbeat(
                 workers, running, lease_ttl_s=self.settings.lease_ttl_s
             )
         except errors.BackendError as exc:
+            self._beat_failed = True
+            self._db.failed()
             self._log.warning("heartbeat_failed", error=str(exc))
             self._db_error("heartbeat")
             return
+        finally:
+            self._beat_since = None
+        self._beat_failed = False
+        self._db.ok(sent_at, time.monotonic())
         for slot in slots:
             if slot.job.id not in control.lost:
                 slot.renewed_at = sent_at
@@ -477,13 +538,10 @@ class Worker:
                 slot.runner.force_kill(models.OutcomeKind.LOST)
 
     def _recover(self) -> None:
-        def kill(job: models.Job, host: str | None) -> None:
-            killed = kill_orphans(job, host, this_host=self.host)
-            if killed:
-                self._log.info("orphan_killed", job_id=job.id, groups=killed)
-
         try:
-            recovered = self.backend.recover_expired(kill, lease_ttl_s=self.settings.lease_ttl_s)
+            recovered = self.backend.recover_expired(
+                self._reaper, lease_ttl_s=self.settings.lease_ttl_s
+            )
             self._policy = self.backend.policy()
         except errors.BackendError as exc:
             self._log.warning("recovery_failed", error=str(exc))
@@ -501,7 +559,31 @@ class Worker:
                 queue=job.queue,
                 lost_worker=job.worker_id,
                 attempt=job.attempts,
+                orphans_killed=self._reaper.killed.pop(job.id, 0),
             )
+
+    # --- suspension (Ctrl-Z, queuectl/suspend.py) ---------------------------------------------
+    def before_suspend(self) -> None:
+        """No transaction is open now: the running jobs stop with the worker, so that a
+        retry elsewhere (their leases run out while stopped) never runs next to them."""
+        self._suspended = True  # the fence waits for the heartbeat after the resume
+        with self._lock:
+            self._paused = [s for s in self._running.values() if s.runner is not None]
+        for slot in self._paused:
+            assert slot.runner is not None
+            slot.runner.pause()
+
+    def after_resume(self) -> None:
+        """SIGCONT: one heartbeat first, which kills the jobs recovered elsewhere meanwhile
+        and renews the others' leases; only then do they go on."""
+        try:
+            self._heartbeat()
+        finally:
+            for slot in self._paused:
+                assert slot.runner is not None
+                slot.runner.resume()
+            self._paused = []
+            self._suspended = False
 
     def _observe_start(self, job: models.Job) -> None:
         if self.metrics is None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from queuectl import models
 
-OrphanKiller = Callable[[models.Job, str | None], None]
+# Called by recover_expired for each expired lease with (job, the host it ran on, its session
+# tag): True to recover the job now (the callable has killed what is left of the run on this
+# host), False to leave it for a later sweep (its owner may be alive; see recovery.py).
+Reap = Callable[[models.Job, str | None, str | None], bool]
 # one job as enqueue_bulk inserted it, every default resolved:
 # id, command, queue, priority, run_at, timeout_s (None: no limit), max_retries, expires_at
 JobRow = tuple[str, str, str, int, datetime, float | None, int, datetime | None]
@@ -33,11 +37,19 @@ class Backend(Protocol):
 
     url: str
     notifies: bool  # LISTEN/NOTIFY wake-ups (Postgres); otherwise workers poll
+    # every writer shares one lock on this host (SQLite): when this process cannot write,
+    # nobody can, so nobody can recover its jobs meanwhile either
+    single_host: bool
 
     def migrate(self) -> int:
-        """Create or upgrade the schema; idempotent. Returns the schema version."""
+        """Create or upgrade the schema; idempotent. Returns the schema version. SchemaTooNew
+        when the database was migrated by a newer queuectl."""
 
     def close(self) -> None: ...
+
+    def hold_writes(self) -> AbstractContextManager[None]:
+        """While inside, no transaction of this process is open and none starts (it waits):
+        what a process holds before it lets itself be suspended."""
 
     # --- jobs -------------------------------------------------------------------------------
     def enqueue(self, specs: Sequence[models.JobSpec]) -> list[models.Job]:
@@ -115,9 +127,9 @@ class Backend(Protocol):
     ) -> models.WorkerControl:
         """Upsert the workers' rows, renew the leases of their jobs, store output so far."""
 
-    def recover_expired(self, kill_orphan: OrphanKiller, *, lease_ttl_s: float) -> list[models.Job]:
-        """Fail (retry or DLQ) PROCESSING jobs whose lease expired, as 'worker lost', after
-        `kill_orphan(job, host)`; forget workers silent for a few leases."""
+    def recover_expired(self, reap: Reap, *, lease_ttl_s: float) -> list[models.Job]:
+        """Fail (retry or DLQ) PROCESSING jobs whose lease expired, as 'worker lost', each one
+        only when `reap(job, host, session)` says so; forget workers silent for a few leases."""
 
     def deregister_workers(self, worker_ids: Sequence[str]) -> None: ...
 
@@ -128,6 +140,9 @@ class Backend(Protocol):
         self, *, lease_ttl_s: float, worker_ids: Sequence[str] | None = None
     ) -> list[str]:
         """Ask every live worker (or the named ones) to drain; returns their ids."""
+
+    def stop_requested_within(self, seconds: float) -> bool:
+        """Whether a whole-fleet request_stop happened in the last `seconds`."""
 
     def has_work(self, queues: Sequence[str]) -> bool:
         """Whether jobs in these queues are due now or waiting out a retry backoff."""
@@ -172,7 +187,8 @@ class Backend(Protocol):
         however many orchestrators call it."""
 
     def expire_jobs(self) -> int:
-        """Pending or failed jobs past their expires_at -> dead ('expired before it ran')."""
+        """Pending jobs that never started, past their expires_at -> dead ('expired before it
+        ran'); a job that ran once is past its TTL's reach, even waiting out a backoff."""
 
     def prune_finished(self, state: models.JobState, *, older_than_s: float) -> int:
         """Delete jobs in a final state that finished longer ago than `older_than_s`."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -139,6 +141,55 @@ def recovery_plan(
 ) -> tuple[models.Outcome, timedelta | None]:
     outcome = lost_outcome(job)
     return outcome, retry.delay_for(job, policy)
+
+
+class Gate:
+    """Counts this process's open database calls; `hold()` waits until none is open and lets
+    none start until it ends. A process about to be suspended (Ctrl-Z) holds it, so that it
+    never sleeps inside a transaction whose locks would stop everybody else."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._open = 0
+        self._held = False
+
+    @contextlib.contextmanager
+    def passage(self) -> Iterator[None]:
+        with self._cond:
+            while self._held:
+                self._cond.wait()
+            self._open += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._open -= 1
+                if not self._open:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._cond:
+            while self._held:
+                self._cond.wait()
+            self._held = True
+            while self._open:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+
+def check_schema_version(found: int, known: int) -> None:
+    """A database migrated by a newer queuectl may mean anything to this one: refuse it."""
+    if found > known:
+        raise errors.SchemaTooNew(
+            f"the database schema is version {found}, newer than this queuectl knows"
+            f" ({known}): upgrade queuectl"
+        )
 
 
 def check_ids(specs: Sequence[models.JobSpec]) -> list[str]:

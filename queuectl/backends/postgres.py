@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 
 from queuectl import config, errors, models
 from queuectl.backends import common, scrub, secrets_of
-from queuectl.backends.base import Enqueued, OrphanKiller
+from queuectl.backends.base import Enqueued, Reap
 from queuectl.backends.sqlfile import load_queries
 
 Q = load_queries("postgres.sql")
@@ -93,6 +93,7 @@ def _detail(exc: psycopg.Error) -> str:
 
 class PostgresBackend:
     notifies = True
+    single_host = False
 
     def __init__(self, url: str, *, pool_size: int = 0) -> None:
         self.url = url
@@ -112,6 +113,8 @@ class PostgresBackend:
         self._pool: Any = None
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self._lock = threading.Lock()
+        self._gate = common.Gate()
+        self._version_checked = False
         if pool_size > 0:
             import logging
 
@@ -141,11 +144,15 @@ class PostgresBackend:
                 )
                 self._pool.open(wait=True, timeout=10)
 
+    def hold_writes(self) -> contextlib.AbstractContextManager[None]:
+        return self._gate.hold()
+
     @contextlib.contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        with _translated(self._secrets):
+        with self._gate.passage(), _translated(self._secrets):
             if self._pool is not None:
                 with self._pooled() as conn:
+                    self._check_version(conn)
                     yield conn
                 return
             with self._lock:
@@ -153,7 +160,20 @@ class PostgresBackend:
                     self._conn.close()
                 if self._conn is None or self._conn.closed:
                     self._conn = psycopg.connect(self.url, **self._kwargs)
+                self._check_version(self._conn)
                 yield self._conn
+
+    def _check_version(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+        """Once per process: a schema that a newer queuectl migrated is refused before this
+        one reads or writes anything (SQLite reads its version on open)."""
+        if self._version_checked:
+            return
+        try:
+            row = conn.execute("SELECT max(version) AS v FROM queuectl_schema").fetchone()
+        except pgerrors.UndefinedTable:
+            return  # no schema yet: `db migrate` creates it, anything else says so
+        common.check_schema_version(int((row or {}).get("v") or 0), len(MIGRATIONS))
+        self._version_checked = True
 
     @contextlib.contextmanager
     def _pooled(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
@@ -196,6 +216,7 @@ class PostgresBackend:
             )
             cur.execute("SELECT coalesce(max(version), 0) AS v FROM queuectl_schema")
             current = _one(cur)["v"]
+            common.check_schema_version(current, len(MIGRATIONS))
             for name, sql in MIGRATIONS.items():
                 version = int(name.removeprefix("v"))
                 if version > current:
@@ -420,6 +441,7 @@ class PostgresBackend:
                     {
                         "ids": [r.job.id for r in running],
                         "tokens": [r.job.lease_token for r in running],
+                        "sessions": [r.session for r in running],
                         "lease_s": lease_ttl_s,
                     },
                 )
@@ -441,7 +463,7 @@ class PostgresBackend:
             lost=frozenset(r.job.id for r in running if r.job.id not in renewed),
         )
 
-    def recover_expired(self, kill_orphan: OrphanKiller, *, lease_ttl_s: float) -> list[models.Job]:
+    def recover_expired(self, reap: Reap, *, lease_ttl_s: float) -> list[models.Job]:
         recovered: list[models.Job] = []
         policy = self.policy()
         with self._tx() as cur:
@@ -450,7 +472,8 @@ class PostgresBackend:
             plans: list[models.Finish] = []
             for row in rows:
                 job = common.job_from_row(row, _ts)
-                kill_orphan(job, row["host"])
+                if not reap(job, row["host"], row["proc_session"]):
+                    continue
                 plans.append(models.Finish(job, *common.recovery_plan(job, policy)))
             if plans:
                 cur.execute(Q["finish"], common.finish_columns(plans))
@@ -490,9 +513,16 @@ class PostgresBackend:
         with self._tx() as cur:
             cur.execute(Q["request_stop"], {"lease_s": lease_ttl_s, "ids": ids})
             stopped = [r["id"] for r in cur.fetchall()]
+            if ids is None:
+                cur.execute(Q["mark_stop"])
             if stopped:
                 cur.execute("SELECT pg_notify('queuectl_control', 'stop')")
             return stopped
+
+    def stop_requested_within(self, seconds: float) -> bool:
+        with self._tx() as cur:
+            cur.execute(Q["stop_marked"], {"within_s": seconds})
+            return cur.fetchone() is not None
 
     def has_work(self, queues: Sequence[str]) -> bool:
         with self._tx() as cur:

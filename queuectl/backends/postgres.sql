@@ -48,7 +48,9 @@ WITH picked AS MATERIALIZED (
      SET state = 'processing', worker_id = (%(slots)s::text[])[numbered.n], host = %(host)s,
          attempts = j.attempts + 1, run_count = j.run_count + 1, lease_token = j.lease_token + 1,
          lease_expires_at = now() + make_interval(secs => %(lease_s)s),
-         started_at = now(), finished_at = NULL, exit_code = NULL, updated_at = now()
+         started_at = now(), finished_at = NULL, exit_code = NULL, updated_at = now(),
+         proc_session = NULL,
+         expires_at = NULL  -- a TTL bounds the wait for a first start, nothing after it
     FROM numbered
    WHERE j.id = numbered.id
   RETURNING j.*
@@ -127,8 +129,9 @@ RETURNING id, stop_requested;
 
 -- name: beat_jobs
 UPDATE queuectl_jobs j
-   SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
-  FROM unnest(%(ids)s::text[], %(tokens)s::bigint[]) AS u(id, token)
+   SET lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+       proc_session = coalesce(u.session, j.proc_session)
+  FROM unnest(%(ids)s::text[], %(tokens)s::bigint[], %(sessions)s::text[]) AS u(id, token, session)
  WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'processing'
 RETURNING j.id, j.cancel_requested;
 
@@ -170,6 +173,17 @@ UPDATE queuectl_workers SET stop_requested = true
  WHERE heartbeat_at >= now() - make_interval(secs => %(lease_s)s)
    AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s))
 RETURNING id;
+
+-- name: mark_stop
+-- Whole-fleet `worker stop` also leaves a dated mark (a row of the named-leases table), so
+-- that a worker whose process started before it but registers after it stops as well.
+INSERT INTO queuectl_leader (name, holder, acquired_at, expires_at)
+VALUES ('worker-stop', 'worker stop', now(), now())
+ON CONFLICT (name) DO UPDATE SET acquired_at = now(), expires_at = now();
+
+-- name: stop_marked
+SELECT 1 AS marked FROM queuectl_leader
+ WHERE name = 'worker-stop' AND acquired_at >= now() - make_interval(secs => %(within_s)s);
 
 -- name: get_job
 SELECT * FROM queuectl_jobs WHERE id = %(id)s;
@@ -324,7 +338,9 @@ WITH s AS (
 SELECT (SELECT count(*) FROM job) AS fired;
 
 -- name: expire_jobs
--- A job whose expires_at passed before it ran is dead-lettered, not run late.
+-- A job whose expires_at passed before it ran is dead-lettered, not run late. Its first
+-- claim clears expires_at: a job that ran (and now waits out a backoff, or was handed back)
+-- is past a TTL's reach, and its retries are the retry policy's to spend.
 UPDATE queuectl_jobs
    SET state = 'dead', last_error = 'expired before it ran', updated_at = now(),
        finished_at = now()

@@ -123,3 +123,9 @@ ALTER TABLE queuectl_runs SET (
   autovacuum_vacuum_threshold = 1000
 );
 ALTER TABLE queuectl_workers SET (fillfactor = 50);
+
+-- name: v4
+-- The session of a job's running attempt (`PID:START`, queuectl/sessions.py), written by
+-- heartbeats: a recovery sweep on the same host kills every process of it, also those that
+-- cleared their environment or left the job's process group.
+ALTER TABLE queuectl_jobs ADD COLUMN proc_session text;

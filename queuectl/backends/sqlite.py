@@ -15,7 +15,7 @@ from typing import Any
 
 from queuectl import config, errors, models
 from queuectl.backends import common
-from queuectl.backends.base import Enqueued, JobRow, OrphanKiller
+from queuectl.backends.base import Enqueued, JobRow, Reap
 from queuectl.backends.sqlfile import load_queries
 
 Q = load_queries("sqlite.sql")
@@ -77,6 +77,7 @@ def _switch_to_wal(conn: sqlite3.Connection) -> None:
 
 class SqliteBackend:
     notifies = False
+    single_host = True
 
     def __init__(self, url: str, path: Path, *, create_dir: bool = False) -> None:
         self.url = url
@@ -102,6 +103,7 @@ class SqliteBackend:
             )
         with self._use() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+        common.check_schema_version(version, len(MIGRATIONS))
         if version < len(MIGRATIONS):
             self.migrate()
 
@@ -166,6 +168,11 @@ class SqliteBackend:
                 raise
             conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def hold_writes(self) -> Iterator[None]:
+        with self._writer:  # every write transaction of this process runs under it (_tx)
+            yield
+
     def close(self) -> None:
         with self._pool_lock:
             self._closed = True
@@ -180,6 +187,7 @@ class SqliteBackend:
             _switch_to_wal(conn)
         with self._tx() as conn:
             current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            common.check_schema_version(current, len(MIGRATIONS))
             for name, sql in MIGRATIONS.items():
                 version = int(name.removeprefix("v"))
                 if version > current:
@@ -424,6 +432,7 @@ class SqliteBackend:
                         "token": r.job.lease_token,
                         "now": now,
                         "lease_s": lease_ttl_s,
+                        "session": r.session,
                     },
                 ).fetchone()
                 if row is None:
@@ -445,7 +454,7 @@ class SqliteBackend:
             lost=frozenset(r.job.id for r in running if r.job.id not in renewed),
         )
 
-    def recover_expired(self, kill_orphan: OrphanKiller, *, lease_ttl_s: float) -> list[models.Job]:
+    def recover_expired(self, reap: Reap, *, lease_ttl_s: float) -> list[models.Job]:
         recovered: list[models.Job] = []
         with self._tx() as conn:
             now = time.time()
@@ -453,7 +462,8 @@ class SqliteBackend:
             policy = self._policy(conn) if rows else models.Policy()
             for row in rows:
                 job = common.job_from_row(row, _ts)
-                kill_orphan(job, row["host"])
+                if not reap(job, row["host"], row["proc_session"]):
+                    continue
                 outcome, retry_in = common.recovery_plan(job, policy)
                 if self._finish(conn, job, outcome, retry_in):
                     recovered.append(job)
@@ -489,10 +499,16 @@ class SqliteBackend:
     ) -> list[str]:
         ids = None if worker_ids is None else json.dumps(list(worker_ids))
         with self._tx() as conn:
+            now = time.time()
             rows = conn.execute(
-                Q["request_stop"], {"now": time.time(), "lease_s": lease_ttl_s, "ids": ids}
+                Q["request_stop"], {"now": now, "lease_s": lease_ttl_s, "ids": ids}
             ).fetchall()
+            if ids is None:
+                conn.execute(Q["mark_stop"], {"now": now})
         return [r["id"] for r in rows]
+
+    def stop_requested_within(self, seconds: float) -> bool:
+        return bool(self._read("stop_marked", {"now": time.time(), "within_s": seconds}))
 
     def has_work(self, queues: Sequence[str]) -> bool:
         rows = self._read("has_work", {"now": time.time(), "queues": json.dumps(list(queues))})

@@ -49,7 +49,8 @@ UPDATE queuectl_jobs
                      WHERE p.value = queuectl_jobs.id),
        host = :host, attempts = attempts + 1, run_count = run_count + 1,
        lease_token = lease_token + 1, lease_expires_at = :now + :lease_s, started_at = :now,
-       finished_at = NULL, exit_code = NULL, updated_at = :now
+       finished_at = NULL, exit_code = NULL, updated_at = :now, proc_session = NULL,
+       expires_at = NULL  -- a TTL bounds the wait for a first start, nothing after it
  WHERE id IN (SELECT value FROM json_each(:ids)) AND +state IN ('pending', 'failed')
 RETURNING *;
 
@@ -90,7 +91,8 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = :now
 RETURNING id, stop_requested;
 
 -- name: beat_jobs
-UPDATE queuectl_jobs SET lease_expires_at = :now + :lease_s
+UPDATE queuectl_jobs SET lease_expires_at = :now + :lease_s,
+                         proc_session = coalesce(:session, proc_session)
  WHERE id = :id AND lease_token = :token AND state = 'processing'
 RETURNING id, cancel_requested;
 
@@ -125,6 +127,17 @@ UPDATE queuectl_workers SET stop_requested = 1
  WHERE heartbeat_at >= :now - :lease_s
    AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
 RETURNING id;
+
+-- name: mark_stop
+-- Whole-fleet `worker stop` also leaves a dated mark (a row of the named-leases table), so
+-- that a worker whose process started before it but registers after it stops as well.
+INSERT INTO queuectl_leader (name, holder, acquired_at, expires_at)
+VALUES ('worker-stop', 'worker stop', :now, :now)
+ON CONFLICT (name) DO UPDATE SET acquired_at = :now, expires_at = :now;
+
+-- name: stop_marked
+SELECT 1 AS marked FROM queuectl_leader
+ WHERE name = 'worker-stop' AND acquired_at >= :now - :within_s;
 
 -- name: get_job
 SELECT * FROM queuectl_jobs WHERE id = :id;
@@ -258,7 +271,9 @@ ON CONFLICT (id) DO NOTHING;
 UPDATE queuectl_schedules SET last_slot = :slot, fired = fired + :fired WHERE name = :name;
 
 -- name: expire_jobs
--- A job whose expires_at passed before it ran is dead-lettered, not run late.
+-- A job whose expires_at passed before it ran is dead-lettered, not run late. Its first
+-- claim clears expires_at: a job that ran (and now waits out a backoff, or was handed back)
+-- is past a TTL's reach, and its retries are the retry policy's to spend.
 UPDATE queuectl_jobs
    SET state = 'dead', last_error = 'expired before it ran', updated_at = :now,
        finished_at = :now

@@ -105,3 +105,9 @@ CREATE TABLE queuectl_leader (
 -- claim reads the claimable-rows index by name (INDEXED BY in sqlite.sql), so nothing
 -- changes here; the version keeps both schemas numbered alike.
 SELECT 1;
+
+-- name: v4
+-- The session of a job's running attempt (`PID:START`, queuectl/sessions.py), written by
+-- heartbeats: a recovery sweep on the same host kills every process of it, also those that
+-- cleared their environment or left the job's process group.
+ALTER TABLE queuectl_jobs ADD COLUMN proc_session TEXT;

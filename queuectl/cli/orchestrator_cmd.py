@@ -24,4 +24,7 @@ def run(metrics_port: runtime.MetricsPort = None) -> None:
         metrics.add_queue_collector(backend, lease_ttl_s=CTX.settings.lease_ttl_s)
     orchestrator = Orchestrator(backend, CTX.settings, metrics=metrics)
     runtime.on_stop_signals(orchestrator.request_stop)
+    from queuectl.suspend import Suspender
+
+    Suspender(backend).install()  # Ctrl-Z never stops it inside a transaction
     orchestrator.run()

@@ -64,6 +64,9 @@ def start(
         noop=noop,
     )
     runtime.on_stop_signals(worker.signal_received)  # acted on within 0.25 s
+    from queuectl.suspend import Suspender
+
+    Suspender(backend, before=worker.before_suspend, after=worker.after_resume).install()
     for _ in early:
         worker.signal_received()
     worker.run(burst=burst)

@@ -143,7 +143,7 @@ def test_late_finish_with_an_old_lease_token_changes_nothing(backend: Backend) -
     backend.enqueue([spec(id="a")])
     (first,) = claim(backend, ttl=0.05)
     time.sleep(0.15)
-    assert [j.id for j in backend.recover_expired(lambda j, h: None, lease_ttl_s=30)] == ["a"]
+    assert [j.id for j in backend.recover_expired(everything, lease_ttl_s=30)] == ["a"]
     backend.retry(["a"])
     (second,) = claim(backend)
     assert not backend.finish(first, ok(), None)  # the lost worker reports late
@@ -157,14 +157,77 @@ def test_recovery_fails_expired_leases_as_worker_lost(backend: Backend) -> None:
     claim(backend, 2, ttl=0.05)
     time.sleep(0.15)
     seen: list[tuple[str, str | None]] = []
-    recovered = backend.recover_expired(lambda j, h: seen.append((j.id, h)), lease_ttl_s=30)
+
+    def note(job: models.Job, host: str | None, session: str | None) -> bool:
+        seen.append((job.id, host))
+        return True
+
+    recovered = backend.recover_expired(note, lease_ttl_s=30)
     assert sorted(j.id for j in recovered) == ["a", "b"]
     assert sorted(seen) == [("a", HOST), ("b", HOST)]
     a, b = backend.get_job("a"), backend.get_job("b")
     assert a.state is S.FAILED and a.last_error == "worker lost"
     assert b.state is S.DEAD and b.last_error == "worker lost"
     assert backend.runs("a")[0].outcome == "lost"
-    assert backend.recover_expired(lambda j, h: None, lease_ttl_s=30) == []
+    assert backend.recover_expired(everything, lease_ttl_s=30) == []
+
+
+def everything(job: models.Job, host: str | None, session: str | None) -> bool:
+    return True  # a sweeper that may recover every expired lease
+
+
+def test_recovery_leaves_the_leases_its_judge_refuses_and_sees_the_runs_session(
+    backend: Backend,
+) -> None:
+    """The sweeper decides per job (recovery.Reaper: its owner may be alive and holding its
+    result); what it refuses stays processing, untouched, for a later sweep. It is told the
+    session tag the owner's heartbeat recorded for the running attempt."""
+    backend.enqueue([spec(id="a"), spec(id="b")])
+    a, _b = claim(backend, 2, ttl=0.05)
+    worker = models.WorkerInfo(id="w0", host=HOST, pid=1, queues=())
+    backend.heartbeat([worker], [models.RunningJob(a, session="4242:99")], lease_ttl_s=0.05)
+    time.sleep(0.15)
+    seen: dict[str, str | None] = {}
+
+    def only_b(job: models.Job, host: str | None, session: str | None) -> bool:
+        seen[job.id] = session
+        return job.id == "b"
+
+    assert [j.id for j in backend.recover_expired(only_b, lease_ttl_s=30)] == ["b"]
+    assert seen == {"a": "4242:99", "b": None}
+    assert backend.get_job("a").state is S.PROCESSING
+    assert backend.finish(a, ok(), None)  # its owner was alive after all: its result stands
+    assert backend.get_job("a").state is S.COMPLETED
+    backend.retry(["b"])
+    (_again,) = claim(backend, ttl=0.05)
+    time.sleep(0.15)  # a new attempt starts with no session until a heartbeat names one
+    seen.clear()
+    backend.recover_expired(only_b, lease_ttl_s=30)
+    assert seen == {"b": None}
+
+
+def test_a_ttl_bounds_the_wait_for_a_first_start_only(backend: Backend) -> None:
+    """A job whose TTL passes while it waits out a retry's backoff already ran: the
+    policy's retries are still its own (it used to end dead 'expired before it ran')."""
+    soon = models.utcnow() + timedelta(seconds=0.3)
+    backend.enqueue(
+        [
+            spec(id="ran", max_retries=3, expires_at=soon, priority=1),
+            spec(id="never", expires_at=soon),
+        ]
+    )
+    (ran,) = claim(backend)
+    assert backend.finish(ran, failed(1), timedelta(seconds=30))
+    time.sleep(0.4)
+    assert backend.expire_jobs() == 1
+    assert backend.get_job("never").state is S.DEAD
+    waiting = backend.get_job("ran")
+    assert (
+        waiting.state is S.FAILED and waiting.attempts == 1 and waiting.last_error == "exit code 1"
+    )
+    backend.retry(["ran"])  # due now: it is claimed, not expired
+    (again,) = claim(backend)
+    assert again.id == "ran" and again.attempts == 2
 
 
 def test_heartbeat_renews_leases_and_reports_control(backend: Backend) -> None:
@@ -175,7 +238,7 @@ def test_heartbeat_renews_leases_and_reports_control(backend: Backend) -> None:
     control = backend.heartbeat(workers, running, lease_ttl_s=30)
     assert control == models.WorkerControl()
     time.sleep(0.6)
-    assert backend.recover_expired(lambda j, h: None, lease_ttl_s=30) == []  # renewed
+    assert backend.recover_expired(everything, lease_ttl_s=30) == []  # renewed
     assert backend.runs("a")[0].output == "so far"
     backend.cancel("b")
     assert backend.request_stop(lease_ttl_s=30) == ["w0", "w1"]

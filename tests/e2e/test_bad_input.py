@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -138,3 +139,25 @@ def test_non_utf8_input_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
         assert result.stderr.decode().count("\n") == 1
         assert b"not UTF-8" in result.stderr
     assert cli.json("list", "--json") == []
+
+
+def test_a_schema_newer_than_this_queuectl_is_refused(cli: Cli) -> None:
+    """A database that a newer queuectl migrated (schema version 99) may mean anything to
+    this one: every command refuses it with one line and exit 69, and changes nothing."""
+    import sqlite3
+
+    if cli.url.startswith("sqlite"):
+        path = cli.url.removeprefix("sqlite:///")
+        assert cli("status").returncode == 0  # created at the current version
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA user_version = 99")
+    else:
+        import psycopg
+
+        with psycopg.connect(cli.url, autocommit=True) as conn:
+            conn.execute("INSERT INTO queuectl_schema (version) VALUES (99)")
+    for args in (("status",), ("enqueue", '{"command": "true"}'), ("db", "migrate")):
+        result = cli(*args)
+        assert result.returncode == 69, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and "version 99" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr

@@ -257,3 +257,27 @@ def test_sigterm_while_the_worker_still_connects_stops_it_cleanly(
         if worker.poll() is None:
             worker.kill()
     assert state(cli, "untouched") == "pending"
+
+
+def test_worker_stop_reaches_a_worker_that_was_still_starting(cli: Cli, tmp_path: Path) -> None:
+    """`worker stop` 0.1 s after `worker start`: the new process has not registered yet, so
+    the stop finds no live worker. It used to be missed, and the worker then ran forever;
+    the worker now sees the fleet-wide stop made after its start, and exits without a job."""
+    marker = tmp_path / "ran.txt"
+    cli.enqueue({"id": "untouched", "command": f"echo ran >> {marker}"})
+    worker = cli.popen("worker", "start")
+    try:
+        time.sleep(0.1)
+        stop = cli("worker", "stop")
+        assert stop.returncode == 0, stop.stderr
+        assert worker.wait(timeout=20) == 0, cli.log(worker)[-2000:]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert not marker.exists()
+    assert state(cli, "untouched") == "pending"
+    # and a worker started after the stop is not affected by it
+    later = cli.popen("worker", "start", "--burst")
+    assert later.wait(timeout=30) == 0
+    assert state(cli, "untouched") == "completed"

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from queuectl import ids, models
 from queuectl.models import OutcomeKind
-from queuectl.runner import TRUNCATION_MARK, Runner, job_env, kill_orphans, without_mark
+from queuectl.runner import TRUNCATION_MARK, Runner, job_env, without_mark
 from tests.unit.factories import make_job
 
 
@@ -79,41 +75,6 @@ def _group_gone(pgid: int, timeout: float = 3.0) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)
-
-
-@pytest.fixture
-def orphan() -> Iterator[tuple[models.Job, subprocess.Popen[bytes]]]:
-    """A process in its own session carrying a job's QUEUECTL_LEASE marker, as a lost
-    worker would leave behind; killed and reaped at the end whatever happens."""
-    job = _job(lease_token=7)
-    proc = subprocess.Popen(
-        ["sleep", "30"],
-        start_new_session=True,
-        env=job_env(job, os.environ),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_exec(proc.pid)
-        yield job, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-
-def _wait_for_exec(pid: int) -> None:
-    """Until the child has exec'd sleep (its /proc environ is then the job's)."""
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        try:
-            if (Path("/proc") / str(pid) / "cmdline").read_bytes().startswith(b"sleep"):
-                return
-        except OSError:
-            pass
-        time.sleep(0.01)
-    raise AssertionError("sleep did not start")
 
 
 # --- outcomes -------------------------------------------------------------------------------
@@ -349,39 +310,6 @@ def test_the_command_sees_its_job_environment():
 def test_the_command_sees_only_the_environment_it_is_given():
     outcome = _run('echo "[$QUEUECTL_JOB_ID][$HOME]"', env={"PATH": os.defpath})
     assert outcome.output == "[][]\n"
-
-
-# --- kill_orphans ---------------------------------------------------------------------------
-
-
-def test_kill_orphans_kills_the_lost_runs_process_group(orphan):
-    job, proc = orphan
-    assert kill_orphans(job, "host-a", this_host="host-a") == 1
-    assert proc.wait(timeout=3) == -signal.SIGKILL
-
-
-def test_kill_orphans_does_nothing_for_another_host(orphan):
-    job, proc = orphan
-    assert kill_orphans(job, "host-b", this_host="host-a") == 0
-    assert kill_orphans(job, None, this_host="host-a") == 0
-    time.sleep(0.1)
-    assert proc.poll() is None
-
-
-def test_kill_orphans_spares_a_newer_lease_of_the_same_job(orphan):
-    job, proc = orphan
-    newer = dataclasses.replace(job, lease_token=job.lease_token + 1)
-    assert kill_orphans(newer, "host-a", this_host="host-a") == 0
-    time.sleep(0.1)
-    assert proc.poll() is None
-
-
-def test_kill_orphans_spares_other_jobs(orphan):
-    job, proc = orphan
-    other = dataclasses.replace(job, id=ids.new_id())
-    assert kill_orphans(other, "host-a", this_host="host-a") == 0
-    time.sleep(0.1)
-    assert proc.poll() is None
 
 
 def test_a_kill_before_the_process_exists_still_kills_it():
