@@ -46,7 +46,7 @@ class Topology:
             **os.environ,
             **self.services[service]["environment"],
             "QUEUECTL_DATABASE_URL": self.url,
-            "QUEUECTL_DASHBOARD_TOKEN": "topology-token",  # compose takes it from .env
+            "QUEUECTL_DASHBOARD_TOKEN": "topology-token-0123456789",  # compose takes it from .env
         }
 
     def start(self, service: str) -> subprocess.Popen[bytes]:
@@ -143,7 +143,7 @@ def test_compose_topology_survives_a_worker_and_the_leader_dying(
         dash_port = next(port for _, port, proc in top.procs if proc is dashboard)
         request = urllib.request.Request(
             f"http://127.0.0.1:{dash_port}/jobs?state=dead&q=t0007",
-            headers={"Authorization": "Bearer topology-token"},
+            headers={"Authorization": "Bearer topology-token-0123456789"},
         )
         with urllib.request.urlopen(request, timeout=10) as resp:
             assert "t0007" in resp.read().decode()  # the dashboard shows the dead jobs
