@@ -13,6 +13,7 @@ from queuectl import errors, models
 from queuectl.cli import output
 from queuectl.cli.context import CTX
 from queuectl.durations import format_duration
+from queuectl.safetext import visible, visible_lines
 
 STATES = ", ".join(s.value for s in models.JobState)
 
@@ -82,7 +83,8 @@ def show(
     data = job.to_json()
     width = max(len(k) for k in data)
     for key, value in data.items():
-        output.emit(f"{key.ljust(width)}  {'-' if value is None else value}")
+        # escaped: a newline in a command would otherwise print a forged `state` line
+        output.emit(f"{key.ljust(width)}  {'-' if value is None else visible(str(value))}")
     if runs:
         output.emit()
         output.emit(
@@ -114,16 +116,27 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Stream a running job until it finishes.")
     ] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Print the output as captured, even on a terminal.")
+    ] = False,
 ) -> None:
-    """Captured stdout and stderr of an attempt."""
+    """Captured stdout and stderr of an attempt.
+
+    On a terminal, control characters other than newline and tab show
+    escaped (\\x1b, \\r): a job's output cannot rewrite the screen, the
+    title or the clipboard. --raw, or a pipe, prints the output as captured.
+    """
     backend = CTX.backend()
     printed = 0
+    # a program reading the pipe wants the job's bytes; a person's terminal must not obey them
+    shown = visible_lines if not raw and sys.stdout.isatty() else None
     try:
         while True:
             runs = backend.runs(job_id)
             run = _pick_run(job_id, runs, attempt)
             if run is not None and run.output_bytes > printed:
-                sys.stdout.write(_unseen(run, printed))
+                text = _unseen(run, printed)
+                sys.stdout.write(text if shown is None else shown(text))
                 sys.stdout.flush()
                 printed = run.output_bytes
             if not follow or (run is not None and run.finished_at is not None):
@@ -215,10 +228,11 @@ def _status_text(stats: models.QueueStats) -> str:
     lines += [f"  {state:<11} {n}" for state, n in data["jobs"].items()]
     if stats.by_queue:
         lines.append("queues:")
-        width = max(len(q) for q in stats.by_queue)
+        names = {queue: visible(queue) for queue in stats.by_queue}
+        width = max(map(len, names.values()))
         for queue, counts in stats.by_queue.items():
             parts = " · ".join(f"{s} {counts[s]}" for s in models.JobState if s in counts)
-            lines.append(f"  {queue.ljust(width)}  {parts}")
+            lines.append(f"  {names[queue].ljust(width)}  {parts}")
     lines.append(f"workers: {stats.workers} ({stats.busy_workers} busy)")
     lines.append(f"dlq: {stats.dlq}")
     return "\n".join(lines)

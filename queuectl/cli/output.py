@@ -12,6 +12,7 @@ import typer
 
 from queuectl import models
 from queuectl.durations import format_duration
+from queuectl.safetext import visible, visible_lines
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
@@ -20,17 +21,25 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
 
 
+# Human-readable text shows the control characters of user text as escapes (safetext.py): a
+# command holding ESC [2K or an OSC 52 sequence must not erase a line, or write the clipboard,
+# of whoever lists the queue. JSON is left exact: json.dumps escapes C0 controls itself.
+
+
 def emit(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
+    """Human-readable lines on stdout. A value interpolated into one line must be passed
+    through `visible` first (tables do it per cell): this keeps the newlines of `text`."""
+    sys.stdout.write(visible_lines(text) + "\n")
 
 
 def note(text: str) -> None:
     """Progress and hints: stderr, so stdout stays data."""
-    sys.stderr.write(text + "\n")
+    sys.stderr.write(visible(text) + "\n")
 
 
 def error_line(text: str) -> None:
-    sys.stderr.write(f"error: {text}\n")
+    # one line whatever the message quotes (a path, a URL, a driver's multi-line error)
+    sys.stderr.write(f"error: {visible(text)}\n")
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -50,11 +59,12 @@ def _cell(value: object) -> str:
         return "-"
     if isinstance(value, datetime):
         return models.iso(value) or "-"
-    return str(value)
+    return visible(str(value))
 
 
 def one_line(text: str, limit: int = 60) -> str:
-    flat = " ".join(text.split())
+    # escaped first: a newline shows as \n rather than vanishing into a space
+    flat = " ".join(visible(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

@@ -10,6 +10,7 @@ import typer
 from queuectl import errors, models
 from queuectl.cli import output, specs
 from queuectl.cli.context import CTX
+from queuectl.safetext import visible
 
 app = typer.Typer(
     help="Recurring jobs, fired once per cron slot by the orchestrator (or, on SQLite, by "
@@ -61,7 +62,10 @@ def add(
     if as_json:
         output.emit_json(created.to_json())
     else:
-        output.emit(f"added schedule {created.name}: {created.cron} -> {created.command}")
+        shown_name, shown_cron, shown_command = map(
+            visible, (created.name, created.cron, created.command)
+        )
+        output.emit(f"added schedule {shown_name}: {shown_cron} -> {shown_command}")
 
 
 def _too_long(name: str) -> str:
@@ -109,14 +113,14 @@ def _next(schedule: models.Schedule, now: datetime) -> datetime | None:
 def remove(name: Name) -> None:
     """Delete a schedule (jobs it already enqueued stay)."""
     CTX.backend().remove_schedule(name)
-    output.emit(f"removed schedule {name}")
+    output.emit(f"removed schedule {visible(name)}")
 
 
 @app.command()
 def pause(name: Name) -> None:
     """Stop firing until resumed; slots passed while paused are skipped."""
     CTX.backend().pause_schedule(name, paused=True)
-    output.emit(f"paused schedule {name}")
+    output.emit(f"paused schedule {visible(name)}")
 
 
 @app.command()
@@ -125,4 +129,4 @@ def resume(name: Name) -> None:
     from queuectl.schedules import resume_schedule
 
     resume_schedule(CTX.backend(), name)
-    output.emit(f"resumed schedule {name}")
+    output.emit(f"resumed schedule {visible(name)}")

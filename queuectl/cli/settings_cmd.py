@@ -9,6 +9,7 @@ import typer
 from queuectl import config
 from queuectl.cli import output
 from queuectl.cli.context import CTX
+from queuectl.safetext import visible
 
 app = typer.Typer(
     help="Queue policy shared by every worker (stored in the database).", no_args_is_help=True
@@ -37,14 +38,14 @@ def set_(
     """Set a key, e.g. `config set max-retries 5` or `config set job-timeout 10m`."""
     text = config.policy_text(config.parse_policy_value(key, value))
     CTX.backend().set_setting(key, text)
-    output.emit(f"{key} = {text}")
+    output.emit(f"{key} = {visible(text)}")
 
 
 @app.command("get")
 def get(key: Annotated[str, typer.Argument(metavar="KEY", show_default=False)]) -> None:
     """Print one key's value."""
     config.policy_key(key)
-    output.emit(_current()[key][0])
+    output.emit(visible(_current()[key][0]))
 
 
 @app.command("list")
@@ -70,4 +71,4 @@ def migrate() -> None:
     from queuectl.backends import redact
 
     version = CTX.backend().migrate()
-    output.emit(f"schema at version {version} ({redact(CTX.settings.database_url)})")
+    output.emit(f"schema at version {version} ({visible(redact(CTX.settings.database_url))})")
