@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from queuectl import errors, ids, models
 from queuectl import stats as stats_mod
 from queuectl.backends.base import Backend
 from queuectl.durations import format_duration
+from queuectl.safetext import command_line
 from queuectl.schedules import resume_schedule
 from queuectl.web import security
 
@@ -110,9 +110,14 @@ class _Views:
             Route("/workers", self.workers),
             Route("/workers/stop", act(self.stop_workers), methods=["POST"]),
             Route("/workers/{worker_id:path}/stop", act(self.stop_worker), methods=["POST"]),
+            # names in the query, as for jobs (/job?id=): a schedule named `..` or `a/b`
+            # cannot survive a path, which browsers normalise and routes split on `/`
+            Route("/worker/stop", act(self.stop_worker), methods=["POST"]),
             Route("/schedules", self.schedules),
             Route("/schedules/{name}/pause", act(self.pause), methods=["POST"]),
             Route("/schedules/{name}/resume", act(self.resume), methods=["POST"]),
+            Route("/schedule/pause", act(self.pause), methods=["POST"]),
+            Route("/schedule/resume", act(self.resume), methods=["POST"]),
             Route("/healthz", self.healthz),
             Route("/metrics", self.metrics),
             Route("/login", self.login),
@@ -184,13 +189,13 @@ class _Views:
             runs = self.backend.runs(job_id)
         except errors.JobNotFound:
             return self.render(request, "error.html", 404, message=f"no job with id {job_id!r}")
-        quoted = shlex.quote(job_id)
         return self.render(
             request,
             "job.html",
             job=found,
             runs=runs,
-            cli=f"queuectl show {quoted}; queuectl logs {quoted}",
+            # `--` before an id such as -rf, which would otherwise read as an option
+            cli=f"{command_line('show', job_id)}; {command_line('logs', job_id)}",
         )
 
     def dlq(self, request: Request) -> Response:
@@ -276,18 +281,26 @@ class _Views:
         return "/workers"
 
     def stop_worker(self, request: Request, form: dict[str, str]) -> str:
-        worker_id = request.path_params["worker_id"]
+        worker_id = _named(request, "worker_id", "id")
         if not self.backend.request_stop(lease_ttl_s=self.lease_ttl_s, worker_ids=[worker_id]):
             raise errors.NotFound(f"no live worker {worker_id!r}")
         return "/workers"
 
     def pause(self, request: Request, form: dict[str, str]) -> str:
-        self.backend.pause_schedule(request.path_params["name"], paused=True)
+        self.backend.pause_schedule(_named(request, "name", "name"), paused=True)
         return "/schedules"
 
     def resume(self, request: Request, form: dict[str, str]) -> str:
-        resume_schedule(self.backend, request.path_params["name"])
+        resume_schedule(self.backend, _named(request, "name", "name"))
         return "/schedules"
+
+
+def _named(request: Request, path_param: str, query_param: str) -> str:
+    """The name an action is for: in the path (old links) or the query (what pages emit)."""
+    name = request.path_params.get(path_param) or request.query_params.get(query_param)
+    if not name:
+        raise errors.UsageError(f"which one? give ?{query_param}=")
+    return str(name)
 
 
 def _local(target: str | None) -> str | None:

@@ -364,3 +364,39 @@ def test_links_and_forms_work_for_the_ids_dot_and_dot_dot(backend: Backend) -> N
             == 303
         )
     assert {backend.get_job(i).state for i in (".", "..")} == {models.JobState.PENDING}
+
+
+def test_schedule_and_worker_buttons_work_for_names_a_path_cannot_carry(backend: Backend) -> None:
+    """Schedule names are free text: `..`, `a/b?x=1#y` broke their pause/resume buttons (the
+    name was pasted into the path); worker ids likewise. They now travel in the query."""
+    names = ["..", "a/b?x=1#y", "plain"]
+    for name in names:
+        backend.add_schedule(
+            models.Schedule(name=name, cron="* * * * *", command="true", queue="default")
+        )
+    worker = models.WorkerInfo(id="odd/host?-1-1", host="odd/host?", pid=1, queues=())
+    backend.heartbeat([worker], [], lease_ttl_s=30)
+    c = client(backend)
+    token = csrf(c)
+
+    def press(page: str, label: str) -> int:
+        html = c.get(page).text
+        actions = re.findall(r'<form method="post" action="([^"]+)"[^>]*>\s*<input[^>]*>\s*'
+                             r"<button[^>]*>" + label, html)  # fmt: skip
+        for action in actions:
+            response = c.post(as_browser(action.replace("&amp;", "&")), data={"csrf": token})
+            assert response.status_code == 303, (action, response.text)
+        return len(actions)
+
+    assert press("/schedules", "Pause") == 3
+    assert all(s.paused for s in backend.list_schedules())
+    assert press("/schedules", "Resume") == 3
+    assert not any(s.paused for s in backend.list_schedules())
+    assert press("/workers", "Drain process") == 1
+    assert backend.list_workers(lease_ttl_s=30)[0].stopping
+
+
+def test_the_job_page_hint_puts_a_dash_id_after_double_dash(backend: Backend) -> None:
+    backend.enqueue([models.JobSpec(command="true", id="-rf")])
+    page = client(backend).get("/jobs/-rf").text
+    assert "queuectl show -- -rf; queuectl logs -- -rf" in page
