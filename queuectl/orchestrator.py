@@ -172,8 +172,9 @@ class Orchestrator:
                 job_id=job.id,
                 queue=job.queue,
                 lost_worker=job.worker_id,
-                orphans_killed=self._reaper.killed.pop(job.id, 0),
+                orphans_killed=self._reaper.killed.get(job.id, 0),
             )
+        self._reaper.killed.clear()  # also for a job whose owner wrote it after all
         if self.metrics is not None and recovered:
             self.metrics.recovered.inc(len(recovered))
         return len(recovered)

@@ -559,8 +559,9 @@ class Worker:
                 queue=job.queue,
                 lost_worker=job.worker_id,
                 attempt=job.attempts,
-                orphans_killed=self._reaper.killed.pop(job.id, 0),
+                orphans_killed=self._reaper.killed.get(job.id, 0),
             )
+        self._reaper.killed.clear()  # also for a job whose owner wrote it after all
 
     # --- suspension (Ctrl-Z, queuectl/suspend.py) ---------------------------------------------
     def before_suspend(self) -> None:

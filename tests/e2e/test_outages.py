@@ -6,6 +6,7 @@ database. Each test reproduces a defect a hostile review found (issue 19)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -258,3 +259,58 @@ def test_output_limit_at_its_maximum_does_not_make_a_sqlite_worker_kill_its_jobs
     # the tails themselves are 4 x 64 MiB: what a worker must hold is bounded by its slots
     assert peak < 4 * 64 * 3 + 150, peak
     print(f"worker peak RSS {peak:.0f} MB for 4 x 64 MiB tails")
+
+
+@contextlib.contextmanager
+def _small_disk(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `where` (root only: the suite runs as root in CI)."""
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a tmpfs: {mounted.stderr!r}")
+        pytest.skip(f"a full-disk test needs to mount a tmpfs (root): {mounted.stderr!r}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_results_held_through_a_full_disk(tmp_path: Path) -> None:
+    """The review's third repro: the SQLite file's disk full for 20 s while 8 `sleep 4` jobs
+    finish. Every write fails ("database or disk is full"); the results used to be dropped
+    and all 8 jobs ran again. They are held, and written once there is room."""
+    with _small_disk(tmp_path / "disk", "8m") as disk:
+        cli = Cli(f"sqlite:///{disk}/queue.db", tmp_path)
+        marker = tmp_path / "ran.txt"
+        durations = {f"j{i}": 4.0 for i in range(8)}
+        procs = [cli.popen("worker", "start", "--count", "4") for _ in range(2)]
+        with _processes(procs, cli):
+            wait_for(lambda: all("worker_started" in cli.log(p) for p in procs), timeout=30)
+            _enqueue_sleepers(cli, marker, durations)
+            wait_for(lambda: len(_lines(marker, "start")) == 8, timeout=20, every=0.05)
+            time.sleep(2.5 - 0.5)
+            filler = disk / "filler"
+            subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
+            try:
+                wait_for(lambda: len(_lines(marker, "end")) == 8, timeout=15, every=0.1)
+                time.sleep(20 - 3)
+                full = cli.json("status", "--json")["jobs"]  # readers still read
+            finally:
+                filler.unlink()
+            freed = time.monotonic()
+            wait_for(
+                lambda: cli.json("status", "--json")["jobs"]["completed"] == 8,
+                timeout=40,
+                every=0.25,
+            )
+            written_s = time.monotonic() - freed
+        assert full["completed"] == 0 and full["processing"] == 8, full
+        assert all(p.returncode == 0 for p in procs), [cli.log(p)[-2000:] for p in procs]
+        _every_job_ran_once_and_completed(cli, marker, durations)
+        assert _quiet(cli, procs) == []
+        logged = "".join(cli.log(p) for p in procs)
+        assert "full" in logged  # the writes did fail meanwhile
+    print(f"disk full 20 s; all 8 results written {written_s:.1f}s after room was made")

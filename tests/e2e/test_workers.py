@@ -260,16 +260,19 @@ def test_sigterm_while_the_worker_still_connects_stops_it_cleanly(
 
 
 def test_worker_stop_reaches_a_worker_that_was_still_starting(cli: Cli, tmp_path: Path) -> None:
-    """`worker stop` 0.1 s after `worker start`: the new process has not registered yet, so
-    the stop finds no live worker. It used to be missed, and the worker then ran forever;
-    the worker now sees the fleet-wide stop made after its start, and exits without a job."""
+    """`worker stop` while a `worker start` has not registered yet: the stop finds no live
+    worker. It used to be missed, and the worker then ran forever; the worker now sees the
+    fleet-wide stop made after its process started, and exits without a job. (The starting
+    worker is held stopped so that the race goes the same way on a loaded machine.)"""
     marker = tmp_path / "ran.txt"
     cli.enqueue({"id": "untouched", "command": f"echo ran >> {marker}"})
     worker = cli.popen("worker", "start")
     try:
-        time.sleep(0.1)
+        worker.send_signal(signal.SIGSTOP)
         stop = cli("worker", "stop")
         assert stop.returncode == 0, stop.stderr
+        assert "no workers running" in stop.stderr  # it did start before, register after
+        worker.send_signal(signal.SIGCONT)
         assert worker.wait(timeout=20) == 0, cli.log(worker)[-2000:]
     finally:
         if worker.poll() is None:
