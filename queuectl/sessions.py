@@ -28,19 +28,21 @@ def members(session: int) -> list[int]:
 
 
 def session_of(pid: int) -> int | None:
-    """Field 6 of /proc/PID/stat (read after the command name, which may hold spaces)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[3])
-    except (OSError, ValueError, IndexError):
-        return None
+    """The process's session id (field 6 of /proc/PID/stat)."""
+    return _stat_field(pid, 6)
 
 
 def start_time(pid: int) -> int | None:
     """When the process started (field 22 of /proc/PID/stat, clock ticks after boot)."""
+    return _stat_field(pid, 22)
+
+
+def _stat_field(pid: int, field: int) -> int | None:
+    """A numeric field of /proc/PID/stat, counted from 1 as proc(5) does; the fields are
+    read after the command name (field 2), which may hold spaces and parentheses."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+            return int(stat.read().rsplit(b")", 1)[1].split()[field - 3])
     except (OSError, ValueError, IndexError):
         return None
 

@@ -59,7 +59,36 @@ def _processes(procs: Sequence[subprocess.Popen[bytes]], cli: Cli) -> Iterator[N
                 proc.wait()
 
 
-def _every_job_ran_once_and_completed(cli: Cli, marker: Path, durations: dict[str, float]) -> None:
+def _fleet(cli: Cli, *, orchestrator: bool = False) -> list[subprocess.Popen[bytes]]:
+    """2 workers x 4 slots (and an orchestrator), as in the review's repros."""
+    procs = [cli.popen("worker", "start", "--count", "4") for _ in range(2)]
+    return [*procs, cli.popen("orchestrator", "run")] if orchestrator else procs
+
+
+def _run_until_the_fault(
+    cli: Cli, procs: Sequence[subprocess.Popen[bytes]], marker: Path, durations: dict[str, float]
+) -> None:
+    """Enqueue the jobs once every process runs, and return at +2.5 s after their start,
+    when the fault begins."""
+    wait_for(lambda: all("_started" in cli.log(p) for p in procs), timeout=30)
+    _enqueue_sleepers(cli, marker, durations)
+    wait_for(lambda: len(_lines(marker, "start")) == len(durations), timeout=20, every=0.05)
+    time.sleep(2.5 - 0.5)
+
+
+def _wait_until_completed(cli: Cli, count: int) -> None:
+    wait_for(
+        lambda: cli.json("status", "--json")["jobs"]["completed"] == count, timeout=40, every=0.25
+    )
+
+
+def _held_and_written_once(
+    cli: Cli, procs: Sequence[subprocess.Popen[bytes]], marker: Path, durations: dict[str, float]
+) -> None:
+    """Every process drained and exited 0, every job ran once and completed on attempt 1,
+    and nobody fenced a job or gave a result up."""
+    assert all(p.returncode == 0 for p in procs), [cli.log(p)[-2000:] for p in procs]
+    assert _quiet(cli, procs) == []
     backend = open_backend(cli.url)
     try:
         jobs = {j.id: j for j in backend.list_jobs(limit=100)}
@@ -92,13 +121,9 @@ def test_results_held_through_a_postgres_outage_longer_than_a_lease(
     cli = Cli(pg_url, tmp_path)
     marker = tmp_path / "ran.txt"
     durations = {f"j{i}": 4.0 for i in range(8)}
-    procs = [cli.popen("worker", "start", "--count", "4") for _ in range(2)]
-    procs.append(cli.popen("orchestrator", "run"))  # its recovery sweep must wait too
+    procs = _fleet(cli, orchestrator=True)  # the orchestrator's recovery sweep must wait too
     with _processes(procs, cli):
-        wait_for(lambda: all("_started" in cli.log(p) for p in procs), timeout=30)
-        _enqueue_sleepers(cli, marker, durations)
-        wait_for(lambda: len(_lines(marker, "start")) == 8, timeout=20, every=0.05)
-        time.sleep(2.5 - 0.5)
+        _run_until_the_fault(cli, procs, marker, durations)
         _admin(
             postgres_url,
             f"ALTER DATABASE {database} ALLOW_CONNECTIONS false",
@@ -112,13 +137,9 @@ def test_results_held_through_a_postgres_outage_longer_than_a_lease(
         finally:
             _admin(postgres_url, f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
         back_at = time.monotonic()
-        wait_for(
-            lambda: cli.json("status", "--json")["jobs"]["completed"] == 8, timeout=40, every=0.25
-        )
+        _wait_until_completed(cli, 8)
         written_s = time.monotonic() - back_at
-    assert all(p.returncode == 0 for p in procs), [cli.log(p)[-2000:] for p in procs]
-    _every_job_ran_once_and_completed(cli, marker, durations)
-    assert _quiet(cli, procs) == []
+    _held_and_written_once(cli, procs, marker, durations)
     print(f"outage {back_at - cut_at:.1f}s; all 8 results written {written_s:.1f}s after it")
 
 
@@ -133,12 +154,9 @@ def test_results_and_long_jobs_held_through_a_sqlite_lock_longer_than_a_lease(
     cli = Cli(f"sqlite:///{path}", tmp_path)
     marker = tmp_path / "ran.txt"
     durations = {**{f"short{i}": 4.0 for i in range(4)}, **{f"long{i}": 14.0 for i in range(4)}}
-    procs = [cli.popen("worker", "start", "--count", "4") for _ in range(2)]
+    procs = _fleet(cli)
     with _processes(procs, cli):
-        wait_for(lambda: all("worker_started" in cli.log(p) for p in procs), timeout=30)
-        _enqueue_sleepers(cli, marker, durations)
-        wait_for(lambda: len(_lines(marker, "start")) == 8, timeout=20, every=0.05)
-        time.sleep(2.5 - 0.5)
+        _run_until_the_fault(cli, procs, marker, durations)
         with subprocess.Popen(
             [sys.executable, "-c", _HOLD, str(path), "25"], stdout=subprocess.PIPE, text=True
         ) as holder:
@@ -146,13 +164,9 @@ def test_results_and_long_jobs_held_through_a_sqlite_lock_longer_than_a_lease(
             assert holder.stdout.readline().split()[0] == "locked"
             assert holder.stdout.readline().split()[0] == "released"
         released = time.monotonic()
-        wait_for(
-            lambda: cli.json("status", "--json")["jobs"]["completed"] == 8, timeout=40, every=0.25
-        )
+        _wait_until_completed(cli, 8)
         written_s = time.monotonic() - released
-    assert all(p.returncode == 0 for p in procs), [cli.log(p)[-2000:] for p in procs]
-    _every_job_ran_once_and_completed(cli, marker, durations)
-    assert _quiet(cli, procs) == []
+    _held_and_written_once(cli, procs, marker, durations)
     print(f"lock held 25 s; all 8 results written {written_s:.1f}s after its release")
 
 
@@ -286,12 +300,9 @@ def test_results_held_through_a_full_disk(tmp_path: Path) -> None:
         cli = Cli(f"sqlite:///{disk}/queue.db", tmp_path)
         marker = tmp_path / "ran.txt"
         durations = {f"j{i}": 4.0 for i in range(8)}
-        procs = [cli.popen("worker", "start", "--count", "4") for _ in range(2)]
+        procs = _fleet(cli)
         with _processes(procs, cli):
-            wait_for(lambda: all("worker_started" in cli.log(p) for p in procs), timeout=30)
-            _enqueue_sleepers(cli, marker, durations)
-            wait_for(lambda: len(_lines(marker, "start")) == 8, timeout=20, every=0.05)
-            time.sleep(2.5 - 0.5)
+            _run_until_the_fault(cli, procs, marker, durations)
             filler = disk / "filler"
             subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
             try:
@@ -301,16 +312,10 @@ def test_results_held_through_a_full_disk(tmp_path: Path) -> None:
             finally:
                 filler.unlink()
             freed = time.monotonic()
-            wait_for(
-                lambda: cli.json("status", "--json")["jobs"]["completed"] == 8,
-                timeout=40,
-                every=0.25,
-            )
+            _wait_until_completed(cli, 8)
             written_s = time.monotonic() - freed
         assert full["completed"] == 0 and full["processing"] == 8, full
-        assert all(p.returncode == 0 for p in procs), [cli.log(p)[-2000:] for p in procs]
-        _every_job_ran_once_and_completed(cli, marker, durations)
-        assert _quiet(cli, procs) == []
+        _held_and_written_once(cli, procs, marker, durations)
         logged = "".join(cli.log(p) for p in procs)
         assert "full" in logged  # the writes did fail meanwhile
     print(f"disk full 20 s; all 8 results written {written_s:.1f}s after room was made")
