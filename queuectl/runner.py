@@ -161,6 +161,7 @@ class Runner:
         with self._lock:
             output, total = self._read_output()
             self._out.close()
+            self._tail = bytearray()  # up to output-limit: not kept while the result waits
         return self._outcome(code, output, total, time.monotonic() - started)
 
     def kill(self, reason: models.OutcomeKind) -> None:
@@ -253,11 +254,17 @@ class Runner:
             return "", 0
         total = self._total
         keep = self.output_limit if limit is None else min(limit, self.output_limit)
-        data = bytes(self._tail[max(0, len(self._tail) - keep) :])
+        # decoded straight from a view of the tail: at output-limit 64 MiB, each copy is
+        # 64 MiB more for every slot that finishes at that moment
+        data = memoryview(self._tail)[max(0, len(self._tail) - keep) :]
         start = total - len(data)
-        text = data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+        with data:
+            text = str(data, "utf-8", errors="replace")
+            first = data[0] if data else 0
+        if "\x00" in text:
+            text = text.replace("\x00", "\ufffd")
         if start:
-            if text and data[:1] and (data[0] & 0xC0) == 0x80:
+            if text and (first & 0xC0) == 0x80:
                 text = text.lstrip("\ufffd")  # the cut landed inside a multi-byte character
             text = TRUNCATION_MARK.format(dropped=start, total=total) + text
         return text, total
