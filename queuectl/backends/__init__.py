@@ -73,7 +73,10 @@ def secrets_of(url: str) -> tuple[str, ...]:
     """The password of a database URL in every form a driver's message could quote it: as
     written, decoded, as libpq splits it, and its pieces around a stray `@` (where parsers
     disagree on where the host begins). Short pieces are left out: replacing every `t` in
-    a message protects nothing."""
+    a message protects nothing; so are the URL's user and database names, which queuectl
+    shows anyway: with the compose defaults (user, password and database all `queuectl`)
+    an error read `database "***" does not exist`. A password equal to one of them is
+    still masked where it stands as a password (`user:***@`, `password=***`)."""
     from urllib.parse import unquote
 
     if "://" not in url or "@" not in url.split("://", 1)[1].split("/", 1)[0]:
@@ -81,13 +84,16 @@ def secrets_of(url: str) -> tuple[str, ...]:
     creds = url.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[0]
     raw = creds.split(":", 1)[1] if ":" in creds else ""
     found = {raw, unquote(raw), *raw.split("@")}
+    public = {unquote(creds.split(":", 1)[0]), unquote(url.rsplit("/", 1)[-1].split("?", 1)[0])}
     try:
         from psycopg.conninfo import conninfo_to_dict
 
-        found.add(str(conninfo_to_dict(url).get("password") or ""))
+        parts = conninfo_to_dict(url)
+        found.add(str(parts.get("password") or ""))
+        public |= {str(parts.get("user") or ""), str(parts.get("dbname") or "")}
     except Exception:  # noqa: S110 (no driver, or a URL it cannot parse: the rest still apply)
         pass
-    return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+    return tuple(sorted((s for s in found - public if len(s) >= 4), key=len, reverse=True))
 
 
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:

@@ -104,6 +104,12 @@ class PostgresBackend:
             "connect_timeout": 5,
             "application_name": "queuectl",
             "options": "-c timezone=UTC",
+            # A database created with SQL_ASCII (a plain initdb without a UTF-8 locale)
+            # makes the session encoding SQL_ASCII too, and psycopg then returns bytes:
+            # `status` counted 0 of 170 jobs and named a queue b'default'. Text is UTF-8
+            # on our side; SQL_ASCII stores the bytes as given, so asking for UTF-8 makes
+            # such a database work like any other.
+            "client_encoding": "utf8",
             # a half-open connection (partition, dead host) is noticed in ~25 s, not hours
             "keepalives": 1,
             "keepalives_idle": 10,

@@ -161,3 +161,36 @@ def test_a_schema_newer_than_this_queuectl_is_refused(cli: Cli) -> None:
         assert result.returncode == 69, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and "version 99" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_a_sql_ascii_postgres_database_works_like_a_utf8_one(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A database created without a UTF-8 locale has encoding SQL_ASCII; psycopg returned
+    bytes there, so `status` counted 0 jobs and named a queue b'default'."""
+    import uuid
+
+    from tests.conftest import _admin, _with_db
+
+    name = f"queuectl_ascii_{uuid.uuid4().hex[:8]}"
+    _admin(
+        postgres_url,
+        f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
+        " TEMPLATE template0",
+    )
+    try:
+        cli = Cli(_with_db(postgres_url, name), tmp_path)
+        assert cli("db", "migrate").returncode == 0
+        command = "echo 'héllo ☃ — ✓'"
+        cli.enqueue({"id": "u1", "command": command, "queue": "mail"})
+        status = cli.json("status", "--json")
+        assert status["jobs"]["pending"] == 1, status
+        assert cli.json("list", "--json")[0]["command"] == command
+        assert "mail" in cli("status").stdout and "b'" not in cli("status").stdout
+        assert cli("worker", "start", "--burst").returncode == 0
+        shown = cli.json("show", "u1", "--json")
+        assert shown["state"] == "completed" and shown["command"] == command
+        assert cli("logs", "u1").stdout == "héllo ☃ — ✓\n"
+    finally:
+        _admin(postgres_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

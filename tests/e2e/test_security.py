@@ -280,6 +280,17 @@ def _answers(web: Http) -> bool:
         ("password=S3cr3t host=h", "", "password=*** host=h"),
         ("to postgres://a:b@h/x failed", "", "to postgres://a:***@h/x failed"),
         ('database "nosuch" does not exist', "postgresql://u:pw@h/db", None),
+        # the compose defaults: user, password and database all the same, and not secret
+        (
+            'database "queuectl" does not exist',
+            "postgresql://queuectl:queuectl@postgres:5432/queuectl",
+            None,
+        ),
+        (
+            'connection to postgresql://queuectl:queuectl@postgres/queuectl failed',
+            "postgresql://queuectl:queuectl@postgres:5432/queuectl",
+            "connection to postgresql://queuectl:***@postgres/queuectl failed",
+        ),
     ],
 )
 def test_driver_messages_are_scrubbed(message: str, url: str, shown: str | None) -> None:
