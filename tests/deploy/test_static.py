@@ -76,7 +76,8 @@ def test_every_compose_command_is_a_real_queuectl_command() -> None:
     for service in services.values():
         run_help(service["command"])
         url = service["environment"]["QUEUECTL_DATABASE_URL"]
-        assert url == "postgresql://queuectl:queuectl@postgres:5432/queuectl"
+        assert url == "postgresql://queuectl@postgres:5432/queuectl"
+        assert service["environment"]["PGPASSWORD"] == "queuectl"
     assert services["worker"]["command"][:4] == ["worker", "start", "--count", "4"]
 
 
@@ -244,3 +245,25 @@ def test_kubernetes_resources_match_the_api_schema() -> None:
     broken = {**broken, "spec": {**broken["spec"], "replcas": 2}}  # type: ignore[dict-item]
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, "1.30", strict=True)
+
+
+def test_a_password_with_url_characters_reaches_libpq_intact() -> None:
+    """POSTGRES_PASSWORD `Zx9@k/3#q` pasted into the URL made libpq look for host `k`; the
+    password now travels in PGPASSWORD, and the URL parses to the `postgres` host."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    password = "Zx9@k/3#q"
+    compose = files.compose()
+    env = compose["x-queuectl"]["environment"]
+    values = {"POSTGRES_PASSWORD": password}
+    url = files.interpolate(str(env["QUEUECTL_DATABASE_URL"]), values)
+    assert password not in url
+    parsed = conninfo_to_dict(url)
+    assert (parsed["host"], parsed["dbname"], parsed["user"]) == (
+        "postgres",
+        "queuectl",
+        "queuectl",
+    )
+    assert files.interpolate(str(env["PGPASSWORD"]), values) == password
+    server = compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert files.interpolate(str(server), values) == password
