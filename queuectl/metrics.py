@@ -145,3 +145,9 @@ class QueueCollector(Collector):
         for state, n in by_state.items():
             alive.add_metric([state], n)
         yield alive
+        lost = GaugeMetricFamily(
+            "queuectl_workers_lost",
+            "Worker slots whose heartbeat stopped without a shutdown (dropped after 3 leases)",
+        )
+        lost.add_metric([], stats.lost_workers)
+        yield lost

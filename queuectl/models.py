@@ -116,6 +116,9 @@ class QueueStats:
     by_queue: dict[str, dict[str, int]]
     workers: int
     busy_workers: int
+    # slots whose heartbeat stopped without a goodbye (killed, host lost), until they are
+    # forgotten a few leases later: what a "worker down" alert can rely on under DNS discovery
+    lost_workers: int = 0
 
     @property
     def dlq(self) -> int:
@@ -129,6 +132,7 @@ class QueueStats:
             "queues": self.by_queue,
             "workers": self.workers,
             "busy_workers": self.busy_workers,
+            "lost_workers": self.lost_workers,
             "dlq": self.dlq,
         }
 

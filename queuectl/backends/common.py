@@ -241,7 +241,7 @@ CANCELLABLE = frozenset(
 
 
 def stats_from_counts(
-    rows: Sequence[Mapping[str, Any]], alive: int, busy: int
+    rows: Sequence[Mapping[str, Any]], workers: Mapping[str, Any]
 ) -> models.QueueStats:
     by_state: dict[str, int] = {}
     by_queue: dict[str, dict[str, int]] = {}
@@ -252,8 +252,9 @@ def stats_from_counts(
     return models.QueueStats(
         by_state=by_state,
         by_queue={q: by_queue[q] for q in sorted(by_queue)},
-        workers=int(alive),
-        busy_workers=int(busy),
+        workers=int(workers["alive"] or 0),
+        busy_workers=int(workers["busy"] or 0),
+        lost_workers=int(workers["lost"] or 0),
     )
 
 

@@ -554,7 +554,7 @@ class PostgresBackend:
             counts = cur.fetchall()
             cur.execute(Q["count_workers"], {"lease_s": lease_ttl_s})
             workers = _one(cur)
-        return common.stats_from_counts(counts, workers["alive"], workers["busy"])
+        return common.stats_from_counts(counts, workers)
 
     def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
         with self._tx() as cur:

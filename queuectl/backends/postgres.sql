@@ -253,12 +253,17 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
 SELECT queue, state, count(*) AS n FROM queuectl_jobs GROUP BY queue, state;
 
 -- name: count_workers
-SELECT count(*) AS alive,
-       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM queuectl_jobs j
+-- lost: silent past a lease but not deregistered (killed, host gone); rows are forgotten a
+-- few leases later, so this counts recent losses
+SELECT count(*) FILTER (WHERE w.heartbeat_at >= now() - make_interval(secs => %(lease_s)s))
+         AS alive,
+       count(*) FILTER (WHERE w.heartbeat_at >= now() - make_interval(secs => %(lease_s)s)
+                          AND EXISTS (SELECT 1 FROM queuectl_jobs j
                                        WHERE j.state = 'processing' AND j.worker_id = w.id))
-         AS busy
-  FROM queuectl_workers w
- WHERE w.heartbeat_at >= now() - make_interval(secs => %(lease_s)s);
+         AS busy,
+       count(*) FILTER (WHERE w.heartbeat_at < now() - make_interval(secs => %(lease_s)s))
+         AS lost
+  FROM queuectl_workers w;
 
 -- name: run_samples
 -- Finished attempts in a time window: the raw material of `queuectl stats`.

@@ -536,7 +536,7 @@ class SqliteBackend:
             workers = conn.execute(
                 Q["count_workers"], {"now": time.time(), "lease_s": lease_ttl_s}
             ).fetchone()
-        return common.stats_from_counts(counts, workers["alive"], workers["busy"])
+        return common.stats_from_counts(counts, workers)
 
     def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
         rows = self._read("run_samples", {"now": time.time(), "since_s": since_s, "queue": queue})

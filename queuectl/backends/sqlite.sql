@@ -203,11 +203,14 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.up
 SELECT queue, state, count(*) AS n FROM queuectl_jobs GROUP BY queue, state;
 
 -- name: count_workers
-SELECT count(*) AS alive,
-       coalesce(sum(EXISTS (SELECT 1 FROM queuectl_jobs j
-                             WHERE j.state = 'processing' AND j.worker_id = w.id)), 0) AS busy
-  FROM queuectl_workers w
- WHERE w.heartbeat_at >= :now - :lease_s;
+-- lost: silent past a lease but not deregistered (killed, host gone); rows are forgotten a
+-- few leases later, so this counts recent losses
+SELECT coalesce(sum(w.heartbeat_at >= :now - :lease_s), 0) AS alive,
+       coalesce(sum(w.heartbeat_at >= :now - :lease_s
+                    AND EXISTS (SELECT 1 FROM queuectl_jobs j
+                                 WHERE j.state = 'processing' AND j.worker_id = w.id)), 0) AS busy,
+       coalesce(sum(w.heartbeat_at < :now - :lease_s), 0) AS lost
+  FROM queuectl_workers w;
 
 -- name: run_samples
 -- Finished attempts in a time window: the raw material of `queuectl stats`.

@@ -260,6 +260,23 @@ def test_workers_are_listed_while_their_heartbeat_is_fresh(backend: Backend) -> 
     assert backend.list_workers(lease_ttl_s=30) == []
 
 
+def test_stats_count_workers_that_went_silent_without_a_goodbye(backend: Backend) -> None:
+    """What the QueuectlWorkerDown alert reads: slots past their lease that never
+    deregistered (killed); a clean exit deregisters and is not counted."""
+    silent = models.WorkerInfo(id="w-killed", host=HOST, pid=1, queues=())
+    polite = models.WorkerInfo(id="w-stopped", host=HOST, pid=2, queues=())
+    backend.heartbeat([silent, polite], [], lease_ttl_s=30)
+    assert (backend.stats(lease_ttl_s=30).workers, backend.stats(lease_ttl_s=30).lost_workers) == (
+        2,
+        0,
+    )
+    backend.deregister_workers(["w-stopped"])
+    time.sleep(0.3)
+    stats = backend.stats(lease_ttl_s=0.2)
+    assert (stats.workers, stats.busy_workers, stats.lost_workers) == (0, 0, 1)
+    assert stats.to_json()["lost_workers"] == 1
+
+
 def test_cancel_transitions(backend: Backend) -> None:
     backend.enqueue([spec(id="p"), spec(id="r"), spec(id="d")])
     assert backend.cancel("p").state is S.CANCELLED
