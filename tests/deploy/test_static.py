@@ -213,7 +213,7 @@ def test_grafana_dashboards_follow_the_dashboard_model(tmp_path: Path) -> None:
     ids on the grid, known panel types, a unit on every panel, template variables that its
     queries use, and every query is valid PromQL by promtool (as recording rules, with
     Grafana's variables replaced)."""
-    rules = []
+    rules: list[dict[str, str]] = []
     for path in sorted(files.DASHBOARDS.glob("*.json")):
         dashboard = json.loads(path.read_text())
         for key in ("uid", "title", "panels", "schemaVersion", "time", "refresh"):

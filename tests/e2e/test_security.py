@@ -287,7 +287,7 @@ def _answers(web: Http) -> bool:
             None,
         ),
         (
-            'connection to postgresql://queuectl:queuectl@postgres/queuectl failed',
+            "connection to postgresql://queuectl:queuectl@postgres/queuectl failed",
             "postgresql://queuectl:queuectl@postgres:5432/queuectl",
             "connection to postgresql://queuectl:***@postgres/queuectl failed",
         ),
