@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -39,6 +40,13 @@ def note(text: str) -> None:
 
 def error_line(text: str) -> None:
     # one line whatever the message quotes (a path, a URL, a driver's multi-line error)
+    if os.environ.get("QUEUECTL_LOG_FORMAT") == "json":
+        # a container configured for JSON logs (the image's default) gets its refusals as
+        # JSON too: a log pipeline would otherwise drop or garble the one line that matters
+        event = {"event": "command_failed", "level": "error", "error": text}
+        event["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        sys.stderr.write(json.dumps(event) + "\n")
+        return
     sys.stderr.write(f"error: {visible(text)}\n")
 
 

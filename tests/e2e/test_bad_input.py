@@ -194,3 +194,20 @@ def test_a_sql_ascii_postgres_database_works_like_a_utf8_one(
         assert cli("logs", "u1").stdout == "héllo ☃ — ✓\n"
     finally:
         _admin(postgres_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_errors_are_json_lines_where_logs_are_json(cli: Cli) -> None:
+    """In a container (QUEUECTL_LOG_FORMAT=json, the image's default) a refusal is a JSON
+    event like every log line: the dashboard's refusal without a token, a missing job."""
+    for args, code in (
+        (("show", "nosuch"), 3),
+        (("dashboard", "--host", "0.0.0.0", "--port", "1"), 2),
+    ):
+        result = cli(*args, QUEUECTL_LOG_FORMAT="json", QUEUECTL_DASHBOARD_TOKEN="")
+        assert result.returncode == code, result.stderr
+        (line,) = result.stderr.splitlines()
+        event = json.loads(line)
+        assert event["event"] == "command_failed" and event["level"] == "error", event
+        assert event["error"] and event["timestamp"].endswith("Z")
+    plain = cli("show", "nosuch", QUEUECTL_LOG_FORMAT="console")
+    assert plain.stderr.startswith("error: no job with id")
