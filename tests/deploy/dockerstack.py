@@ -105,6 +105,9 @@ def build_images() -> dict[str, float]:
     took["queuectl:latest"] = _build(
         "queuectl:latest", ROOT / "Dockerfile", ROOT, "--build-arg", f"BASE={PYTHON}"
     )
+    # the image this replaced, and its build stage, are left untagged: on vfs each is a
+    # full 400 MB copy, and a run a day would fill the disk
+    _run(["docker", "image", "prune", "-f"], timeout=300)
     return took
 
 
