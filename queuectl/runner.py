@@ -102,8 +102,6 @@ class Runner:
                 self._sink = None
             killed_early = self._kill_reason is not None
             self._pidfd = _open_pidfd(self._proc.pid)
-            # read now, while the shell cannot have been reaped (its pid cannot be reused)
-            self._session = sessions.tag(self._proc.pid)
             if self.lifeline is not None:
                 self.lifeline.watch(self._proc.pid)  # the group id is the shell's pid
         if killed_early:
@@ -271,8 +269,13 @@ class Runner:
 
     @property
     def session_tag(self) -> str | None:
-        """`PID:START` of the job's session (sessions.tag) once it runs; for heartbeats."""
-        return self._session
+        """`PID:START` of the job's session (sessions.tag), for heartbeats. Read at the first
+        heartbeat that finds the job running, not at every spawn (most jobs end before one);
+        under the lock, and only before the reap, so the pid is still the job's."""
+        with self._lock:
+            if self._session is None and self._proc is not None and not self._reaped:
+                self._session = sessions.tag(self._proc.pid)
+            return self._session
 
     def output_if_changed(self) -> tuple[str, int] | None:
         """For heartbeats: the last LIVE_TAIL bytes of output so far, or None when nothing
