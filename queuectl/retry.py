@@ -1,4 +1,4 @@
-"""Pure retry policy: how long a failed attempt waits, or None for the DLQ."""
+"""An attempt's fate: the backoff before a retry (None: the DLQ) and the state its job moves to."""
 
 from __future__ import annotations
 
@@ -34,3 +34,29 @@ def delay_for(
         spread = seconds * policy.backoff_jitter
         seconds = max(0.0, seconds + (rng or random).uniform(-spread, spread))
     return timedelta(seconds=min(seconds, policy.backoff_max_s))
+
+
+# what a retry can help: the command failed, ran out of time, or its worker vanished. A refused
+# command is refused again; a cancelled or interrupted attempt is not a failure of the job.
+RETRYABLE = frozenset(
+    {models.OutcomeKind.FAILED, models.OutcomeKind.TIMED_OUT, models.OutcomeKind.LOST}
+)
+
+
+def retry_in(job: models.Job, outcome: models.Outcome, policy: models.Policy) -> timedelta | None:
+    """How long a finished attempt's job waits before its next one: the backoff for a
+    retryable outcome with retries left, else None (the attempt is its last)."""
+    return delay_for(job, policy) if outcome.kind in RETRYABLE else None
+
+
+def next_state(outcome: models.Outcome, wait: timedelta | None) -> models.JobState:
+    """The one place an attempt's fate is decided (Backend.finish's docstring): completed,
+    cancelled, back to pending (interrupted), failed while a retry waits, else dead."""
+    kind = outcome.kind
+    if kind is models.OutcomeKind.SUCCEEDED:
+        return models.JobState.COMPLETED
+    if kind is models.OutcomeKind.CANCELLED:
+        return models.JobState.CANCELLED
+    if kind is models.OutcomeKind.INTERRUPTED:
+        return models.JobState.PENDING
+    return models.JobState.DEAD if wait is None else models.JobState.FAILED

@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # composed by the CLI; the worker only calls them
 
 log = structlog.get_logger("queuectl.worker")
 
-_RETRYABLE_OUTCOMES = frozenset({models.OutcomeKind.FAILED, models.OutcomeKind.TIMED_OUT})
 _SIGNAL_CHECK_S = 0.25  # the main thread's longest wait: signals are acted on this quickly
 _LOCAL_POLL_S = 0.2  # SQLite: the longest an idle worker waits before looking again
 
@@ -412,12 +411,12 @@ class Worker:
             bound.warning("job_abandoned", reason="lease lost; recovery owns the job now")
             return
         retry_in = None
-        if outcome.kind in _RETRYABLE_OUTCOMES:
+        if outcome.kind in retry.RETRYABLE:
             try:  # backoff-base is read when the failure happens (DESIGN.md §2)
                 self._policy = self.backend.policy()
             except errors.BackendError as exc:
                 bound.warning("policy_read_failed", error=str(exc), note="using the last one")
-            retry_in = retry.delay_for(job, self._policy)
+            retry_in = retry.retry_in(job, outcome, self._policy)
         assert self._completer is not None
         self._completer.submit(models.Finish(job, outcome, retry_in))
 

@@ -17,7 +17,9 @@ import pytest
 from queuectl.backends import open_backend
 from queuectl.backends.base import Backend
 
-TEMPLATE_DB = "queuectl_test_tpl"
+# one template per pytest session: two sessions on one server (a developer's and a helper's)
+# must not drop each other's template
+TEMPLATE_DB = f"queuectl_test_tpl_{os.getpid()}"
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +66,7 @@ def _admin(url: str, *statements: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_template(postgres_url: str) -> str:
+def pg_template(postgres_url: str) -> Iterator[str]:
     """A migrated template database; each test clones it (fast, and fully isolated)."""
     _admin(
         postgres_url,
@@ -77,7 +79,8 @@ def pg_template(postgres_url: str) -> str:
         backend.migrate()
     finally:
         backend.close()
-    return url
+    yield url
+    _admin(postgres_url, f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
 
 
 @pytest.fixture

@@ -77,22 +77,10 @@ def sample_from_row(row: Mapping[str, Any]) -> models.RunSample:
     )
 
 
-def target_state(outcome: models.Outcome, retry_in: timedelta | None) -> models.JobState:
-    """The state a finished attempt moves its job to (Backend.finish's docstring)."""
-    kind = outcome.kind
-    if kind is models.OutcomeKind.SUCCEEDED:
-        return models.JobState.COMPLETED
-    if kind is models.OutcomeKind.CANCELLED:
-        return models.JobState.CANCELLED
-    if kind is models.OutcomeKind.INTERRUPTED:
-        return models.JobState.PENDING
-    return models.JobState.DEAD if retry_in is None else models.JobState.FAILED
-
-
 def finish_params(
     job: models.Job, outcome: models.Outcome, retry_in: timedelta | None
 ) -> dict[str, Any]:
-    state = target_state(outcome, retry_in)
+    state = retry.next_state(outcome, retry_in)
     return {
         "id": job.id,
         "token": job.lease_token,
@@ -140,7 +128,7 @@ def recovery_plan(
     job: models.Job, policy: models.Policy
 ) -> tuple[models.Outcome, timedelta | None]:
     outcome = lost_outcome(job)
-    return outcome, retry.delay_for(job, policy)
+    return outcome, retry.retry_in(job, outcome, policy)
 
 
 class Gate:
