@@ -1,4 +1,5 @@
-"""Value types of running work: outcomes, attempts, workers, schedules (served via models)."""
+"""Value types of running work: outcomes, attempts, workers, schedules (served via models,
+which imports this module lazily; this one imports queuectl.jobs, never models)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from queuectl.models import Job, OutcomeKind, iso
+from queuectl.jobs import Job, OutcomeKind, iso
 
 
 @dataclass(frozen=True, slots=True)
