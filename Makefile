@@ -35,7 +35,7 @@ test: lint  ## the whole suite: unit, contract and e2e on SQLite and Postgres
 clean:
 	rm -rf $(VENV) demo-data .mypy_cache .ruff_cache .pytest_cache
 
-# Competitors for `queuectl/bench_peers.py`, in their own venv: never our dependencies.
+# Competitors for `queuectl/bench/peers.py`, in their own venv: never our dependencies.
 PEERS_VENV ?= .venv-peers
 .PHONY: bench-peers-env
 bench-peers-env:  ## PGQueuer and Procrastinate, pinned, for the side-by-side drain rates

@@ -1,4 +1,4 @@
-"""`queuectl bench`: the benchmark harness (see queuectl/bench.py)."""
+"""`queuectl bench`: the benchmark harness (the code is queuectl/bench/, imported only here)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def bench(
     import tempfile
     from pathlib import Path
 
-    from queuectl.bench import Bench, as_json
+    from queuectl.bench.harness import Bench, as_json
 
     sections = set(only or DEFAULT_SECTIONS)
     if unknown := sections - set(SECTIONS):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from queuectl import models
+from queuectl.backends.base import Backend
+from queuectl.bench import seed
 from tests.conftest import Cli
 
 pytestmark = pytest.mark.e2e
@@ -87,3 +91,27 @@ def test_bench_peers_needs_postgres(cli: Cli) -> None:
     result = cli("bench", "--scratch", "--only", "peers")  # --scratch: always SQLite
     assert result.returncode == 2
     assert "PostgreSQL" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_seeded_history_is_completed_jobs_with_one_run_each_and_purge_spares_running(
+    backend: Backend, db_url: str
+) -> None:
+    """The benchmark's own SQL (no backend method) writes what a long-running system keeps, and
+    its clean-up deletes a queue, runs and all, except a job still running."""
+    backend.enqueue([models.JobSpec(command="true", id="running", queue="bench-h")])
+    assert [j.id for j in backend.claim(["w"], ("bench-h",), host="h", lease_ttl_s=30)]
+    seed.seed_completed(db_url, "bench-h", 3)
+    seeded = [j for j in backend.list_jobs(queue="bench-h") if j.id != "running"]
+    assert sorted(j.id for j in seeded) == ["bench-h-1", "bench-h-2", "bench-h-3"]
+    day_ago = datetime.now(UTC) - timedelta(days=1)
+    for job in seeded:
+        assert job.state is models.JobState.COMPLETED and job.attempts == 1
+        assert job.exit_code == 0 and job.finished_at is not None
+        assert abs((job.finished_at - day_ago).total_seconds()) < 60
+        (run,) = backend.runs(job.id)
+        assert (run.attempt, run.outcome, run.exit_code) == (1, "succeeded", 0)
+    assert seed.purge_queue(db_url, "bench-h") == 3
+    assert [j.id for j in backend.list_jobs(queue="bench-h")] == ["running"]
+    # the runs went with their jobs: seeding the same ids again would collide with a left-over
+    seed.seed_completed(db_url, "bench-h", 3)
+    assert len(backend.runs("bench-h-1")) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from queuectl.bench_sql import sql_ceiling
+from queuectl.bench.baresql import sql_ceiling
 
 
 def _scratch_databases(url: str) -> set[str]:

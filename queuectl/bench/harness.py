@@ -21,6 +21,7 @@ from typing import Any
 
 from queuectl import models
 from queuectl.backends import open_backend
+from queuectl.bench import seed
 
 QUEUECTL = [sys.executable, "-m", "queuectl"]
 
@@ -97,8 +98,8 @@ class Bench:
             seconds = max((max(ends) - min(starts)).total_seconds(), 1e-6)
             return self.jobs / seconds
         finally:
-            backend.purge_queue(queue)
             backend.close()
+            seed.purge_queue(self.url, queue)
 
     def spawn_ceiling(self, parallel: int | None = None) -> float:
         """`sh -c true` straight from Python at the same parallelism: the shell cost alone."""
@@ -128,9 +129,7 @@ class Bench:
                 stderr=subprocess.DEVNULL,
             )
             rate = self.jobs / (time.perf_counter() - started)
-        backend = open_backend(self.url)
-        backend.purge_queue(queue)
-        backend.close()
+        seed.purge_queue(self.url, queue)
         return rate
 
     def cli_median(self, args: list[str], runs: int = 7) -> float:
@@ -183,8 +182,8 @@ class Bench:
                 proc.send_signal(signal.SIGTERM)
             for proc in procs:
                 proc.wait()
-            backend.purge_queue(queue)
             backend.close()
+            seed.purge_queue(self.url, queue)
         return latencies
 
     # --- peers and the bare-SQL ceiling (Postgres) --------------------------------------------
@@ -192,8 +191,10 @@ class Bench:
         """Drain rate of a peer queue, run by the interpreter of its own environment."""
         if self.peers_python is None:
             raise RuntimeError("peer benchmarks need --peers-python")
-        script = Path(__file__).with_name("bench_peers.py")
-        args = [self.peers_python, str(script), system, "--dsn", self.url]
+        # -I: the script's directory is not put on sys.path (nor PYTHON* read), so nothing
+        # beside it can shadow a module the peers import; it imports no queuectl module
+        script = Path(__file__).with_name("peers.py")
+        args = [self.peers_python, "-I", str(script), system, "--dsn", self.url]
         args += ["--jobs", str(jobs or self.jobs), "--processes", str(processes)]
         args += ["--batch", str(batch)]
         done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=900)
@@ -202,7 +203,7 @@ class Bench:
         return float(json.loads(done.stdout.strip().splitlines()[-1])["jobs_per_s"])
 
     def sql_ceiling(self, *, connections: int, batch: int, jobs: int | None = None) -> float:
-        from queuectl.bench_sql import sql_ceiling
+        from queuectl.bench.baresql import sql_ceiling
 
         n = jobs or self.jobs
         return sql_ceiling(self.url, jobs=n, connections=connections, batch=batch)
@@ -270,14 +271,12 @@ class Bench:
     def _history_section(self) -> None:
         """Noop drain on an empty table, then with `history` completed jobs in it."""
         empty = self.drain(noop=True)
-        backend = open_backend(self.url)
         queue = f"bench-history-{secrets.token_hex(4)}"
         try:
-            backend.seed_completed(queue, self.history)
+            seed.seed_completed(self.url, queue, self.history)
             full = self.drain(noop=True)
         finally:
-            backend.purge_queue(queue)
-            backend.close()
+            seed.purge_queue(self.url, queue)
         self.add("drain, noop, empty table", empty, "jobs/s", "")
         self.add(f"drain, noop, {self.history:,} completed rows", full, "jobs/s", "")
         self.add("with history / empty", full / empty, "ratio", "target >= 0.8")
@@ -299,9 +298,7 @@ class Bench:
         self.add("enqueue --file (bulk)", self.enqueue_bulk(), "jobs/s", f"{self.jobs} jobs")
         one = self.cli_median(["enqueue", '{"command": "true", "queue": "bench-single"}'])
         self.add("enqueue, one process per job", 1000 / one, "jobs/s", f"median {one:.0f} ms")
-        backend = open_backend(self.url)
-        backend.purge_queue("bench-single")
-        backend.close()
+        seed.purge_queue(self.url, "bench-single")
 
     def _cli_section(self) -> None:
         for args in (["--help"], ["status"], ["list", "--json"]):

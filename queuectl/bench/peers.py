@@ -1,11 +1,14 @@
 """Drain rates of peer Postgres job queues (PGQueuer, Procrastinate): run with .venv-peers."""
 
 # A standalone script, not part of the queuectl package at run time: `make bench-peers-env`, then
-#   .venv-peers/bin/python queuectl/bench_peers.py pgqueuer --dsn URL --jobs N --processes P
+#   .venv-peers/bin/python -I queuectl/bench/peers.py pgqueuer --dsn URL --jobs N --processes P
 #       --batch B
-# It imports only the standard library, psycopg (a dependency of both peers, for the fresh
-# database and the done-check) and the peer it drives. The peers are imported by name inside
-# functions, so queuectl's own venv (where they are not installed) still type-checks this file.
+# (`queuectl bench --only peers --peers-python .venv-peers/bin/python` runs it so). -I keeps the
+# script's directory off sys.path; its neighbours are benchmark modules anyway, none named like
+# a module the peers import. It imports only the standard library, psycopg (a dependency of both
+# peers, for the fresh database and the done-check) and the peer it drives, never queuectl. The
+# peers are imported by name inside functions, so queuectl's own venv (where they are not
+# installed) still type-checks this file.
 # Each run: a fresh `bench_peer_<random>` database, the peer's schema through its own API, N
 # no-op jobs through its bulk enqueue API, P worker processes running its public worker API at
 # batch/concurrency B. The clock starts when every worker has imported, connected and been
@@ -19,10 +22,8 @@ import contextlib
 import importlib
 import json
 import multiprocessing
-import os
 import platform
 import secrets
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -32,9 +33,6 @@ from multiprocessing.synchronize import Event
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]  # run as a script: queuectl/'s modules (models, worker...) must not shadow
 
 POLL_S = 0.05
 STOP_GRACE_S = 15.0

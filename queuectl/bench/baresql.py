@@ -160,7 +160,7 @@ def sql_ceiling(dsn: str, *, jobs: int, connections: int, batch: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m queuectl.bench_sql", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m queuectl.bench.baresql", description=__doc__)
     parser.add_argument("--dsn", required=True, help="postgresql:// URL of any database")
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=1)
