@@ -24,6 +24,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check queuectl tests benchmarks
 	$(VENV)/bin/ruff check queuectl tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache  # the layers of [tool.importlinter] in pyproject.toml
 
 unit: venv  ## no services needed
 	$(VENV)/bin/pytest -q tests/unit
