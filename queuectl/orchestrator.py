@@ -18,8 +18,8 @@ from queuectl import errors, models
 from queuectl.backends.base import Backend
 from queuectl.config import Settings
 from queuectl.cron import Cron
-from queuectl.metrics import Metrics
-from queuectl.recovery import Connectivity, Reaper
+from queuectl.observe import NULL_METRICS, MetricsLike
+from queuectl.recovery import Connectivity, Reaper, recover_lost
 
 log = structlog.get_logger("queuectl.orchestrator")
 
@@ -44,7 +44,7 @@ class Orchestrator:
         backend: Backend,
         settings: Settings,
         *,
-        metrics: Metrics | None = None,
+        metrics: MetricsLike = NULL_METRICS,
         clock: Callable[[], float] = time.time,
         embedded: bool = False,
     ) -> None:
@@ -154,29 +154,21 @@ class Orchestrator:
         if leader != self.is_leader:
             self._log.info("leader_elected" if leader else "leader_lost")
         self.is_leader = leader
-        if self.metrics is not None:
-            self.metrics.leader.set(1 if leader else 0)
+        self.metrics.leader.set(1 if leader else 0)
 
     def _count(self, sweep: str, result: str) -> None:
-        if self.metrics is not None:
-            self.metrics.sweeps.labels(sweep=sweep, result=result).inc()
+        self.metrics.sweeps.labels(sweep=sweep, result=result).inc()
 
     # --- sweeps ---------------------------------------------------------------------------------
     def recover(self, now: float) -> int:
-        recovered = self.backend.recover_expired(
-            self._reaper, lease_ttl_s=self.settings.lease_ttl_s
+        """The same routine a worker runs (recovery.recover_lost); errors go to run_sweep."""
+        recovered = recover_lost(
+            self.backend,
+            self._reaper,
+            lease_ttl_s=self.settings.lease_ttl_s,
+            log=self._log,
+            metrics=self.metrics,
         )
-        for job in recovered:
-            self._log.warning(
-                "job_recovered",
-                job_id=job.id,
-                queue=job.queue,
-                lost_worker=job.worker_id,
-                orphans_killed=self._reaper.killed.get(job.id, 0),
-            )
-        self._reaper.killed.clear()  # also for a job whose owner wrote it after all
-        if self.metrics is not None and recovered:
-            self.metrics.recovered.inc(len(recovered))
         return len(recovered)
 
     def fire_schedules(self, now: float) -> int:
@@ -202,7 +194,7 @@ class Orchestrator:
             if self.backend.fire_schedule(schedule.name, slot):
                 fired += 1
                 self._log.info("schedule_fired", schedule=schedule.name, slot=models.iso(slot))
-        if self.metrics is not None and fired:
+        if fired:
             self.metrics.schedules_fired.inc(fired)
         return fired
 

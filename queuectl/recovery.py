@@ -7,8 +7,13 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from queuectl import models, sessions
+
+if TYPE_CHECKING:
+    from queuectl.backends.base import Backend
+    from queuectl.observe import MetricsLike
 
 
 class Connectivity:
@@ -70,6 +75,30 @@ class Reaper:
         if local and (killed := kill_orphans(job, session)):
             self.killed[job.id] = killed
         return True
+
+
+def recover_lost(
+    backend: Backend, reaper: Reaper, *, lease_ttl_s: float, log: Any, metrics: MetricsLike
+) -> list[models.Job]:
+    """One recovery sweep, the same in a worker and in the orchestrator: the expired leases
+    `reaper` lets go are failed as lost (retry or DLQ), each logged as `job_recovered` and
+    counted. A BackendError propagates: each caller reports it its own way."""
+    recovered = backend.recover_expired(reaper, lease_ttl_s=lease_ttl_s)
+    if recovered:
+        metrics.recovered.inc(len(recovered))
+    for job in recovered:
+        log.warning(
+            "job_recovered",
+            job_id=job.id,
+            queue=job.queue,
+            lost_worker=job.worker_id,
+            attempt=job.attempts,
+            orphans_killed=reaper.killed.get(job.id, 0),
+        )
+    # also for a job whose owner wrote it after all; after a failed sweep the counts wait
+    # for the next one, which logs the jobs this one could not write off
+    reaper.killed.clear()
+    return recovered
 
 
 def owner_pid(worker_id: str | None) -> int | None:

@@ -1,4 +1,4 @@
-"""Worker: N job slots in one process; claim -> run -> heartbeat -> finish, and recovery."""
+"""The worker's dispatch loop: claim into free slots, run each job, wait when idle, stop."""
 
 from __future__ import annotations
 
@@ -6,23 +6,19 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import structlog
 
-from queuectl import allowlist, errors, models, retry, sessions
+from queuectl import errors, models, retry, sessions
 from queuectl.backends.base import Backend
 from queuectl.completer import Completer
 from queuectl.config import Settings
-from queuectl.lifeline import Lifeline
-from queuectl.recovery import Connectivity, Reaper
-from queuectl.runner import Runner, job_env, spawn_failure
-
-if TYPE_CHECKING:  # composed by the CLI; the worker only calls them
-    from queuectl.metrics import Metrics
-    from queuectl.orchestrator import Orchestrator
+from queuectl.executors import Executor
+from queuectl.leases import LeaseKeeper, Running, Slot
+from queuectl.observe import NULL_METRICS, MetricsLike
+from queuectl.recovery import Connectivity, Reaper, recover_lost
 
 log = structlog.get_logger("queuectl.worker")
 
@@ -30,63 +26,52 @@ _SIGNAL_CHECK_S = 0.25  # the main thread's longest wait: signals are acted on t
 _LOCAL_POLL_S = 0.2  # SQLite: the longest an idle worker waits before looking again
 
 
-@dataclass
-class _Slot:
-    job: models.Job
-    thread: threading.Thread
-    # monotonic time the lease was last known renewed (claim, then each heartbeat): past
-    # lease-ttl minus one beat, the job may be recovered elsewhere, so it is killed here
-    renewed_at: float
-    runner: Runner | None = None
-    # the command has exited: its result may already be written, and then a heartbeat that
-    # snapshotted this slot just before finds no processing row and reports the job "lost"
-    exited: bool = False
+class Duty(Protocol):
+    """Work that lives beside the claim loop, on a thread of its own, for as long as the
+    worker runs. The CLI composes the embedded orchestrator as one; the worker knows no more
+    of it than this."""
+
+    def run(self) -> None: ...
+    def stop(self) -> None: ...
 
 
 class Worker:
     """`worker start --count N`: N slots sharing one process, one heartbeat thread and a small
     connection pool. Any number of these processes, on any hosts, cooperate through the
-    database alone."""
+    database alone. What runs a job is the `executor`'s business (executors.py); keeping the
+    leases is the LeaseKeeper's (leases.py); writing results is the Completer's."""
 
     def __init__(
         self,
         backend: Backend,
         settings: Settings,
         *,
+        executor: Executor,
         count: int = 1,
         queues: Sequence[str] = (),
         host: str | None = None,
-        environ: Mapping[str, str] = os.environ,
-        metrics: Metrics | None = None,
-        embedded_orchestrator: Orchestrator | None = None,
-        noop: bool = False,
+        metrics: MetricsLike = NULL_METRICS,
+        duties: Sequence[Duty] = (),
     ) -> None:
         self.backend = backend
         self.settings = settings
+        self.executor = executor
         self.metrics = metrics
-        self.orchestrator = embedded_orchestrator
-        # benchmarks only: claim, record and complete without running anything, to measure
-        # the queue's own overhead apart from the cost of spawning a shell
-        self.noop = noop
+        self.duties = list(duties)
         self.queues = tuple(queues)
         self.host = host or settings.hostname or socket.gethostname()
         self.pid = os.getpid()
         self.slot_ids = [f"{self.host}-{self.pid}-{i}" for i in range(1, count + 1)]
-        self.environ = dict(environ)
         self.jobs_done = 0
+        self.running = Running()
         self._free = list(self.slot_ids)
-        self._running: dict[str, _Slot] = {}  # by job id
-        self._lock = threading.Lock()
+        self._free_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._beat_stop = threading.Event()
-        self._beat_now = threading.Event()  # a control notification: heartbeat at once
         self._policy = models.Policy()
         self._next_due = float("inf")  # monotonic time a retry this process scheduled falls due
         self._signals = 0
         self._signals_handled = 0
-        self._forced = False
-        self._fence_s = max(settings.lease_ttl_s - settings.heartbeat_s, settings.heartbeat_s)
         # without notifications (SQLite) an idle worker looks more often: an empty look is a
         # read of a local file, not a round trip
         self._poll_cap = (
@@ -96,15 +81,25 @@ class Worker:
         )
         self._log = log.bind(worker=f"{self.host}-{self.pid}")
         self._completer: Completer | None = None
-        self._lifeline: Lifeline | None = None
         # recovery waits for a lease of unbroken database access (recovery.py): heartbeats,
         # every `heartbeat` seconds, are what shows it
-        self._db = Connectivity(max_gap_s=2 * settings.heartbeat_s)
-        self._reaper = Reaper(self._db, this_host=self.host, lease_ttl_s=settings.lease_ttl_s)
-        self._beat_since: float | None = None  # a heartbeat is waiting on the database
-        self._beat_failed = False
-        self._suspended = False  # stopped by Ctrl-Z, until the heartbeat after SIGCONT
-        self._paused: list[_Slot] = []
+        db = Connectivity(max_gap_s=2 * settings.heartbeat_s)
+        self._reaper = Reaper(db, this_host=self.host, lease_ttl_s=settings.lease_ttl_s)
+        self.leases = LeaseKeeper(
+            backend,
+            settings,
+            running=self.running,
+            workers=[
+                models.WorkerInfo(id=s, host=self.host, pid=self.pid, queues=self.queues)
+                for s in self.slot_ids
+            ],
+            connectivity=db,
+            unwritten=lambda: [] if self._completer is None else self._completer.unwritten(),
+            on_stop=self._stop_requested,
+            recover=self._recover,
+            metrics=metrics,
+            log=self._log,
+        )
 
     # --- control ------------------------------------------------------------------------------
     def signal_received(self) -> None:
@@ -124,57 +119,56 @@ class Worker:
     def stop(self) -> None:
         """Drain: claim nothing more, let running jobs finish."""
         if not self._stop.is_set():
-            self._log.info("worker_stopping", running=len(self._running))
+            self._log.info("worker_stopping", running=len(self.running))
         self._stop.set()
         self._wake.set()
 
     def force_stop(self) -> None:
         """Kill running jobs now; each is released back to pending for another worker."""
         self.stop()
-        with self._lock:
-            slots = list(self._running.values())
+        slots = self.running.force()
         self._log.warning("worker_force_stop", killing=[s.job.id for s in slots])
-        self._forced = True
         for slot in slots:
-            if slot.runner is not None:
-                slot.runner.force_kill(models.OutcomeKind.INTERRUPTED)
+            if slot.attempt is not None:
+                slot.attempt.force_kill(models.OutcomeKind.INTERRUPTED)
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    def _stop_requested(self) -> None:
+        if not self._stop.is_set():
+            self._log.info("stop_requested", source="worker stop")
+            self.stop()
+
+    # Ctrl-Z (queuectl/suspend.py): the lease keeper pauses the jobs and renews on resume
+    def before_suspend(self) -> None:
+        self.leases.before_suspend()
+
+    def after_resume(self) -> None:
+        self.leases.after_resume()
 
     # --- main loop ------------------------------------------------------------------------------
     def run(self, *, burst: bool = False) -> int:
         """Run until stopped (or, with burst, until no work is left); returns jobs finished."""
         self._policy = self.backend.policy()
         self.backend.deregister_workers(self.slot_ids)  # a stale row of a reused pid
-        self._heartbeat()
+        self.leases.beat()
         if self._stop_requested_while_starting():
             self._log.info("stop_requested", source="worker stop, while this one started")
             self.stop()
         self._recover()  # a crash before this start is recovered now, not a sweep later
-        if not self.noop:
-            try:
-                self._lifeline = Lifeline()  # this process's jobs die with it, however it dies
-            except OSError as exc:  # recovery sweeps still find orphans on this host
-                self._log.warning("lifeline_unavailable", error=str(exc))
+        self.executor.open(self._log)
         self._completer = Completer(
             self.backend, on_written=self._written, on_db_error=lambda: self._db_error("finish")
         )
-        beat = threading.Thread(target=self._beat_loop, name="queuectl-heartbeat", daemon=True)
-        beat.start()
-        helpers = [
-            threading.Thread(target=self._listen, name="queuectl-listen", daemon=True),
+        self.leases.start(on_job_notice=self._on_job_notice)
+        duties = [
+            threading.Thread(target=d.run, name="queuectl-duty", daemon=True) for d in self.duties
         ]
-
-        if self.orchestrator is not None:
-            helpers.append(
-                threading.Thread(target=self.orchestrator.run, name="queuectl-orch", daemon=True)
-            )
-        for thread in helpers:
+        for thread in duties:
             thread.start()
-        if self.metrics is not None:
-            self.metrics.slots.set(len(self.slot_ids))
+        self.metrics.slots.set(len(self.slot_ids))
         self._log.info("worker_started", slots=len(self.slot_ids), queues=list(self.queues) or "*")
         try:
             self._dispatch(burst=burst)
@@ -183,14 +177,11 @@ class Worker:
             # every result written before the leases stop renewing (heartbeats go on
             # meanwhile, and renew the leases of the results still held)
             self._completer.close()
-            if self._lifeline is not None:
-                self._lifeline.close()
-            self._beat_stop.set()
-            self._beat_now.set()
-            if self.orchestrator is not None:
-                self.orchestrator.stop()
-            beat.join(timeout=self.settings.heartbeat_s + 5)
-            for thread in helpers:
+            self.executor.close()
+            for duty in self.duties:
+                duty.stop()
+            self.leases.close()
+            for thread in duties:
                 thread.join(timeout=5)
             try:
                 self.backend.deregister_workers(self.slot_ids)
@@ -217,25 +208,21 @@ class Worker:
                 except errors.BackendError as exc:
                     self._log.warning("claim_failed", error=str(exc))
                     self._db_error("claim")
-                if self.metrics is not None:
-                    self.metrics.claim_latency.observe(time.monotonic() - asked_at)
-                with self._lock:
+                self.metrics.claim_latency.observe(time.monotonic() - asked_at)
+                with self._free_lock:
                     taken = {j.worker_id for j in claimed}
                     self._free.extend(s for s in free if s not in taken)
                 for job in claimed:
-                    if self.noop:
-                        self._noop(job)
-                    else:
-                        self._start(job, asked_at)
+                    self._launch(job, asked_at)
                 if claimed and time.monotonic() - asked_at > self.settings.heartbeat_s:
                     # the claim waited (for a connection after an outage, for a lock), and its
                     # leases are only known to start after asked_at: renew them now, or the
                     # fence counts that wait against the new jobs and kills them early
-                    self._beat_now.set()
+                    self.leases.renew_now()
             if claimed:
                 idle_s = 0.05
                 continue
-            if burst and not self._running and not self._unwritten() and not self._has_work():
+            if burst and not self.running and not self._unwritten() and not self._has_work():
                 return
             # woken early by a finished job (a free slot), a NOTIFY or stop(); else back off
             # to the poll, but never sleep past a retry this process scheduled
@@ -249,7 +236,7 @@ class Worker:
         refuses them), so that what this process holds stays bounded by its slots."""
         if self._completer is not None and self._completer.failing:
             return []
-        with self._lock:
+        with self._free_lock:
             free, self._free = self._free, []
         return free
 
@@ -261,6 +248,13 @@ class Worker:
             if remaining <= 0 or self._wake.wait(min(remaining, _SIGNAL_CHECK_S)):
                 return
             self._check_signals()
+
+    def _on_job_notice(self, queue: str) -> None:
+        # a wake-up names its queue: workers of other queues stay asleep, and a worker with
+        # no free slot only sets a flag (no claim); of the idle workers that race for a
+        # single job, the losers' claims skip its locked row
+        if not queue or not self.queues or queue in self.queues:
+            self._wake.set()
 
     def _stop_requested_while_starting(self) -> bool:
         """`worker stop` ran after this process started but before it registered (when
@@ -283,33 +277,32 @@ class Worker:
             return True
 
     def _drain(self) -> None:
-        while True:
-            with self._lock:
-                threads = [s.thread for s in self._running.values()]
-            if not threads:
-                return
+        while threads := [s.thread for s in self.running.snapshot() if s.thread is not None]:
             for thread in threads:
                 thread.join(timeout=0.2)  # short joins keep the main thread open to signals
                 self._check_signals()
 
     # --- one job --------------------------------------------------------------------------------
-    def _start(self, job: models.Job, leased_at: float) -> None:
-        thread = threading.Thread(target=self._execute, args=(job,), name=f"job-{job.id}")
-        with self._lock:
-            self._running[job.id] = _Slot(job, thread, renewed_at=leased_at)
+    def _launch(self, job: models.Job, leased_at: float) -> None:
+        if self.executor.inline:  # nothing runs (benchmarks): no thread, no slot to watch
+            self._execute(job, None)
+            return
+        slot = Slot(job, renewed_at=leased_at)
+        slot.thread = threading.Thread(target=self._execute, args=(job, slot), name=f"job-{job.id}")
+        self.running.add(slot)
         try:
-            thread.start()
+            slot.thread.start()
         except RuntimeError as exc:  # no thread to be had: give the job back at once
             self._log.error("job_start_failed", job_id=job.id, error=str(exc))
             self._release(job, models.Outcome(models.OutcomeKind.INTERRUPTED, error=str(exc)))
 
-    def _execute(self, job: models.Job) -> None:
+    def _execute(self, job: models.Job, slot: Slot | None) -> None:
         bound = self._log.bind(job_id=job.id, queue=job.queue, worker_id=job.worker_id)
         bound.info("job_claimed", attempt=job.attempts, command=job.command[:200])
         self._observe_start(job)
         outcome: models.Outcome | None = None
         try:
-            outcome = self._run(job, bound)
+            outcome = self._attempt(job, slot, bound)
             self._complete(job, outcome, bound)
         except Exception:  # a bug here must not take the slot (or the worker) down with it
             bound.exception("job_crashed")
@@ -317,79 +310,20 @@ class Worker:
             self._observe_end(job, outcome)
             self._release(job, None)
 
-    def _noop(self, job: models.Job) -> None:
-        """The noop executor (benchmarks): the job succeeds at once, in the claim loop, with
-        no thread of its own; claim, record and complete are all that is measured."""
-        self._log.info("job_claimed", job_id=job.id, queue=job.queue, worker_id=job.worker_id)
-        self._observe_start(job)
-        outcome = models.Outcome(models.OutcomeKind.SUCCEEDED, exit_code=0)
-        assert self._completer is not None
-        self._completer.submit(models.Finish(job, outcome))
-        self._observe_end(job, outcome)
-        with self._lock:
-            self._free.append(job.worker_id or "")
-
-    def _run(self, job: models.Job, bound: structlog.BoundLogger) -> models.Outcome:
-        if self.noop:
-            return models.Outcome(models.OutcomeKind.SUCCEEDED, exit_code=0)
-        if refused := self._refusal(job.command):
-            bound.warning("job_refused", reason=refused)
-            note = f"[queuectl: {refused}; it was not run]\n"
-            return models.Outcome(
-                models.OutcomeKind.REFUSED, error=refused, output=note, output_bytes=len(note)
-            )
-        try:
-            runner = Runner(
-                job.command,
-                env=job_env(job, self.environ),
-                timeout_s=job.timeout_s,
-                kill_grace_s=self.settings.kill_grace_s,
-                output_limit=self._policy.output_limit,
-                lifeline=self._lifeline,
-            )
-        except OSError as exc:  # e.g. no file descriptor left for the output file
-            return spawn_failure(f"could not capture output: {exc}")
-        with self._lock:
-            slot = self._running[job.id]
-            slot.runner = runner
-            forced = self._forced
-        if forced:
-            runner.force_kill(models.OutcomeKind.INTERRUPTED)
-        if error := runner.start():
-            return spawn_failure(error)
-
-        def fence() -> None:
-            # no renewal for almost a lease: another worker may recover this job at any
-            # moment, and a job must never run twice at once, so this copy dies now
-            if time.monotonic() - slot.renewed_at > self._fence_s and not self._renewal_blocked():
-                bound.warning("job_fenced", reason="lease not renewed; killing local copy")
-                runner.force_kill(models.OutcomeKind.LOST)
-
-        outcome = runner.wait(on_tick=fence)
-        slot.exited = True  # before the result is submitted: see _Slot.exited
+    def _attempt(self, job: models.Job, slot: Slot | None, bound: Any) -> models.Outcome:
+        attempt = self.executor.prepare(job, self._policy)
+        if isinstance(attempt, models.Outcome):  # refused, could not be set up, or a noop
+            if attempt.kind is models.OutcomeKind.REFUSED:
+                bound.warning("job_refused", reason=attempt.error)
+            return attempt
+        assert slot is not None, "an inline executor returns outcomes only"
+        if not self.running.attach(slot, attempt):
+            attempt.force_kill(models.OutcomeKind.INTERRUPTED)  # killed before it starts
+        if error := attempt.start():
+            return models.Outcome(models.OutcomeKind.FAILED, exit_code=None, error=error)
+        outcome = attempt.wait(on_tick=lambda: self.leases.fence(slot, bound))
+        slot.exited = True  # before the result is submitted: see Slot.exited
         return outcome
-
-    def _renewal_blocked(self) -> bool:
-        """The lease is not renewed because nobody can write: suspended and resuming (the
-        first heartbeat after SIGCONT decides), or SQLite's one lock is held by another
-        process or the disk refuses writes, which stops every recovery sweep just as well
-        (and those wait a lease after such a break, recovery.py), so killing a healthy job
-        would gain nothing. Postgres cannot tell a cut-off worker from an outage: it fences."""
-        if self._suspended:
-            return True
-        if not self.backend.single_host:
-            return False
-        return self._beat_since is not None or self._beat_failed
-
-    def _refusal(self, command: str) -> str | None:
-        """Why allowed-commands forbids running `command`, or None. Checked right before the
-        spawn: whoever can write the database can enqueue anything, so this is the guarantee,
-        and this worker's own (pinned) list is one that the database cannot widen."""
-        if not allowlist.allows(self.settings.allowed_commands, command):
-            return f"{allowlist.REFUSED} (pinned on this worker)"
-        if not allowlist.allows(self._policy.allowed_commands, command):
-            return allowlist.REFUSED
-        return None
 
     def _release(self, job: models.Job, outcome: models.Outcome | None) -> None:
         """Free the job's slot; with an outcome, also hand the job back to the queue."""
@@ -398,14 +332,12 @@ class Worker:
                 self.backend.finish(job, outcome, None)
             except errors.BackendError as exc:
                 self._log.warning("release_failed", job_id=job.id, error=str(exc))
-        with self._lock:
-            self._running.pop(job.id, None)
+        self.running.pop(job.id)
+        with self._free_lock:
             self._free.append(job.worker_id or "")
         self._wake.set()
 
-    def _complete(
-        self, job: models.Job, outcome: models.Outcome, bound: structlog.BoundLogger
-    ) -> None:
+    def _complete(self, job: models.Job, outcome: models.Outcome, bound: Any) -> None:
         """Hand the result to the completer; the slot is free as soon as this returns."""
         if outcome.kind is models.OutcomeKind.LOST:
             bound.warning("job_abandoned", reason="lease lost; recovery owns the job now")
@@ -442,152 +374,25 @@ class Worker:
             applied=applied,
         )
 
-    # --- heartbeat and recovery -----------------------------------------------------------------
-    def _listen(self) -> None:
-        """Postgres LISTEN: an enqueue, retry or due job wakes the claim loop at once; a
-        cancel or stop makes the heartbeat run at once. Polling remains the fallback."""
-
-        def on_notify(channel: str, payload: str) -> None:
-            if channel == "queuectl_control":
-                self._beat_now.set()
-            elif not payload or not self.queues or payload in self.queues:
-                # a wake-up names its queue: workers of other queues stay asleep, and a
-                # worker with no free slot only sets a flag (no claim); of the idle workers
-                # that race for a single job, the losers' claims skip its locked row
-                self._wake.set()
-
-        def on_error(error: str) -> None:
-            self._log.warning("listen_failed", error=error, note="polling until reconnected")
-
-        self.backend.listen(on_notify, self._beat_stop, on_error=on_error)
-
-    def _beat_loop(self) -> None:
-        next_recovery = time.monotonic() + self.settings.recovery_every_s
-        while True:
-            self._beat_now.wait(self.settings.heartbeat_s)
-            self._beat_now.clear()
-            if self._beat_stop.is_set():
-                return
-            # this thread renews every lease of the process: nothing may end it early
-            try:
-                self._heartbeat()
-                if time.monotonic() >= next_recovery:
-                    next_recovery = time.monotonic() + self.settings.recovery_every_s
-                    self._recover()
-            except Exception:
-                self._log.exception("heartbeat_crashed")
-
-    def _heartbeat(self) -> None:
-        with self._lock:
-            slots = list(self._running.values())
-        running = []
-        for slot in slots:
-            out = None if slot.runner is None else slot.runner.output_if_changed()
-            running.append(
-                models.RunningJob(
-                    job=slot.job,
-                    output=None if out is None else out[0],
-                    output_bytes=0 if out is None else out[1],
-                    session=None if slot.runner is None else slot.runner.session_tag,
-                )
-            )
-        # a result waiting to be written keeps its lease: else, after an outage longer than
-        # a lease, a recovery sweep would call the job lost and run it again
-        held = {s.job.id for s in slots}
-        if self._completer is not None:
-            running += [
-                models.RunningJob(job=j) for j in self._completer.unwritten() if j.id not in held
-            ]
-        workers = [
-            models.WorkerInfo(id=s, host=self.host, pid=self.pid, queues=self.queues)
-            for s in self.slot_ids
-        ]
-        sent_at = time.monotonic()  # the database renews at or after this moment
-        self._beat_since = sent_at
-        try:
-            control = self.backend.heartbeat(
-                workers, running, lease_ttl_s=self.settings.lease_ttl_s
-            )
-        except errors.BackendError as exc:
-            self._beat_failed = True
-            self._db.failed()
-            self._log.warning("heartbeat_failed", error=str(exc))
-            self._db_error("heartbeat")
-            return
-        finally:
-            self._beat_since = None
-        self._beat_failed = False
-        self._db.ok(sent_at, time.monotonic())
-        for slot in slots:
-            if slot.job.id not in control.lost:
-                slot.renewed_at = sent_at
-        if control.stop and not self._stop.is_set():
-            self._log.info("stop_requested", source="worker stop")
-            self.stop()
-        for slot in slots:
-            if slot.runner is None:
-                continue
-            if slot.job.id in control.cancel:
-                self._log.info("job_cancel_requested", job_id=slot.job.id)
-                slot.runner.kill(models.OutcomeKind.CANCELLED)
-            elif slot.job.id in control.lost and not slot.exited:
-                # recovered elsewhere (this process stalled past its lease): it may already
-                # run again on another worker, so this copy dies at once, without a grace
-                self._log.warning("job_lease_lost", job_id=slot.job.id)
-                slot.runner.force_kill(models.OutcomeKind.LOST)
-
+    # --- recovery and metrics -------------------------------------------------------------------
     def _recover(self) -> None:
+        """Recovery at start and every `recovery-every` (from the heartbeat thread)."""
         try:
-            recovered = self.backend.recover_expired(
-                self._reaper, lease_ttl_s=self.settings.lease_ttl_s
+            recover_lost(
+                self.backend,
+                self._reaper,
+                lease_ttl_s=self.settings.lease_ttl_s,
+                log=self._log,
+                metrics=self.metrics,
             )
             self._policy = self.backend.policy()
         except errors.BackendError as exc:
             self._log.warning("recovery_failed", error=str(exc))
             self._db_error("recover")
-            return
         except Exception:  # never let one bad row stop recovery for good
             self._log.exception("recovery_crashed")
-            return
-        if self.metrics is not None and recovered:
-            self.metrics.recovered.inc(len(recovered))
-        for job in recovered:
-            self._log.warning(
-                "job_recovered",
-                job_id=job.id,
-                queue=job.queue,
-                lost_worker=job.worker_id,
-                attempt=job.attempts,
-                orphans_killed=self._reaper.killed.get(job.id, 0),
-            )
-        self._reaper.killed.clear()  # also for a job whose owner wrote it after all
-
-    # --- suspension (Ctrl-Z, queuectl/suspend.py) ---------------------------------------------
-    def before_suspend(self) -> None:
-        """No transaction is open now: the running jobs stop with the worker, so that a
-        retry elsewhere (their leases run out while stopped) never runs next to them."""
-        self._suspended = True  # the fence waits for the heartbeat after the resume
-        with self._lock:
-            self._paused = [s for s in self._running.values() if s.runner is not None]
-        for slot in self._paused:
-            assert slot.runner is not None
-            slot.runner.pause()
-
-    def after_resume(self) -> None:
-        """SIGCONT: one heartbeat first, which kills the jobs recovered elsewhere meanwhile
-        and renews the others' leases; only then do they go on."""
-        try:
-            self._heartbeat()
-        finally:
-            for slot in self._paused:
-                assert slot.runner is not None
-                slot.runner.resume()
-            self._paused = []
-            self._suspended = False
 
     def _observe_start(self, job: models.Job) -> None:
-        if self.metrics is None:
-            return
         self.metrics.claimed.labels(queue=job.queue).inc()
         if job.started_at is not None:
             wait = (job.started_at - job.run_at).total_seconds()
@@ -595,13 +400,10 @@ class Worker:
         self.metrics.busy_slots.inc()
 
     def _observe_end(self, job: models.Job, outcome: models.Outcome | None) -> None:
-        if self.metrics is None:
-            return
         self.metrics.busy_slots.dec()
         if outcome is not None:
             self.metrics.finished.labels(queue=job.queue, outcome=str(outcome.kind)).inc()
             self.metrics.run_duration.labels(queue=job.queue).observe(outcome.duration_s)
 
     def _db_error(self, operation: str) -> None:
-        if self.metrics is not None:
-            self.metrics.db_errors.labels(operation=operation).inc()
+        self.metrics.db_errors.labels(operation=operation).inc()

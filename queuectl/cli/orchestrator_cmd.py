@@ -16,13 +16,16 @@ app = typer.Typer(
 @app.command()
 def run(metrics_port: runtime.MetricsPort = None) -> None:
     """Run until SIGTERM/SIGINT. Several may run: a leader lease makes one active."""
+    from queuectl.observe import NULL_METRICS
     from queuectl.orchestrator import Orchestrator
 
     backend, metrics = runtime.start_process("orchestrator", pool_size=2, metrics_port=metrics_port)
     if metrics is not None:
         # queue depth is computed here only, from the database, at scrape time
         metrics.add_queue_collector(backend, lease_ttl_s=CTX.settings.lease_ttl_s)
-    orchestrator = Orchestrator(backend, CTX.settings, metrics=metrics)
+    orchestrator = Orchestrator(
+        backend, CTX.settings, metrics=NULL_METRICS if metrics is None else metrics
+    )
     runtime.on_stop_signals(orchestrator.request_stop)
     from queuectl.suspend import Suspender
 

@@ -39,29 +39,35 @@ def start(
     early: list[int] = []
     runtime.on_stop_signals(lambda: early.append(1))
     from queuectl.cli.specs import check_queue
-    from queuectl.worker import Worker
+    from queuectl.executors import Executor, NoopExecutor, ShellExecutor
+    from queuectl.observe import NULL_METRICS
+    from queuectl.worker import Duty, Worker
 
     # a name enqueue would refuse can hold no job: say so, rather than serve nothing forever
     queues = [check_queue(q) for q in queue or ()]
     # slots + heartbeat + claim loop share a few connections: a fleet must not need thousands
-    backend, metrics = runtime.start_process(
+    backend, served = runtime.start_process(
         "worker", pool_size=min(count, 4) + 2, metrics_port=metrics_port
     )
-    orchestrator = None
+    metrics = NULL_METRICS if served is None else served
+    duties: list[Duty] = []
     if backend.url.startswith("sqlite") or "://" not in backend.url:
         # one host, one command: the worker carries the orchestrator's duties (cron, DLQ
-        # expiry, retention); among several worker processes the leader lease picks one
+        # expiry, retention; not recovery, which every worker runs anyway); among several
+        # worker processes the leader lease picks one
         from queuectl.orchestrator import Orchestrator
 
-        orchestrator = Orchestrator(backend, CTX.settings, metrics=metrics, embedded=True)
+        duties.append(Orchestrator(backend, CTX.settings, metrics=metrics, embedded=True))
+    # benchmarks: the queue's own overhead, without the cost of spawning a shell
+    executor: Executor = NoopExecutor() if noop else ShellExecutor(CTX.settings)
     worker = Worker(
         backend,
         CTX.settings,
+        executor=executor,
         count=count,
         queues=queues,
         metrics=metrics,
-        embedded_orchestrator=orchestrator,
-        noop=noop,
+        duties=duties,
     )
     runtime.on_stop_signals(worker.signal_received)  # acted on within 0.25 s
     from queuectl.suspend import Suspender

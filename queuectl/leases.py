@@ -1,0 +1,258 @@
+"""The lease keeper: a worker's heartbeat thread renews its leases, fences, relays cancels."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from queuectl import errors, models
+
+if TYPE_CHECKING:
+    from queuectl.backends.base import Backend
+    from queuectl.config import Settings
+    from queuectl.executors import Attempt
+    from queuectl.observe import MetricsLike
+    from queuectl.recovery import Connectivity
+
+
+@dataclass
+class Slot:
+    """One running job of this process."""
+
+    job: models.Job
+    thread: threading.Thread | None = None
+    # monotonic time the lease was last known renewed (claim, then each heartbeat): past
+    # lease-ttl minus one beat, the job may be recovered elsewhere, so it is killed here
+    renewed_at: float = 0.0
+    attempt: Attempt | None = None
+    # the command has exited: its result may already be written, and then a heartbeat that
+    # snapshotted this slot just before finds no processing row and reports the job "lost"
+    exited: bool = False
+
+
+class Running:
+    """The jobs this process runs, by id: the claim loop adds them, their threads attach
+    attempts and remove them, the heartbeat and the stop paths read them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[str, Slot] = {}
+        self._forced = False
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def add(self, slot: Slot) -> None:
+        with self._lock:
+            self._slots[slot.job.id] = slot
+
+    def pop(self, job_id: str) -> None:
+        with self._lock:
+            self._slots.pop(job_id, None)
+
+    def snapshot(self) -> list[Slot]:
+        with self._lock:
+            return list(self._slots.values())
+
+    def attach(self, slot: Slot, attempt: Attempt) -> bool:
+        """Give a slot its attempt; False when a force stop came first (kill it then). Under
+        the lock that `force` takes: no attempt escapes a force stop."""
+        with self._lock:
+            slot.attempt = attempt
+            return not self._forced
+
+    def force(self) -> list[Slot]:
+        """From now on every attach says no; the slots running now."""
+        with self._lock:
+            self._forced = True
+            return list(self._slots.values())
+
+
+class LeaseKeeper:
+    """Every `heartbeat` seconds (or at once, on `renew_now`): upsert the slots' worker rows,
+    renew the leases of the running jobs and of the results still waiting to be written, and
+    act on the answer (stop, cancel, lease lost). Every `recovery-every` seconds, `recover`.
+    A job's thread calls `fence` while it waits: a job whose lease was not renewed for almost
+    a lease is killed, because another worker may recover it at any moment."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        settings: Settings,
+        *,
+        running: Running,
+        workers: Sequence[models.WorkerInfo],
+        connectivity: Connectivity,
+        unwritten: Callable[[], Sequence[models.Job]],
+        on_stop: Callable[[], None],
+        recover: Callable[[], None],
+        metrics: MetricsLike,
+        log: Any,
+    ) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.running = running
+        self.workers = list(workers)
+        self.connectivity = connectivity
+        self.unwritten = unwritten
+        self.on_stop = on_stop
+        self.recover = recover
+        self.metrics = metrics
+        self._log = log
+        self.fence_s = max(settings.lease_ttl_s - settings.heartbeat_s, settings.heartbeat_s)
+        self.closing = threading.Event()
+        self._now = threading.Event()  # a control notification or a slow claim: beat at once
+        self._threads: list[threading.Thread] = []
+        self._beat_since: float | None = None  # a heartbeat is waiting on the database
+        self._beat_failed = False
+        self._suspended = False  # stopped by Ctrl-Z, until the heartbeat after SIGCONT
+        self._paused: list[Slot] = []
+
+    def start(self, on_job_notice: Callable[[str], None]) -> None:
+        """The heartbeat thread, and the LISTEN thread that wakes the claim loop."""
+        self._threads = [
+            threading.Thread(target=self._loop, name="queuectl-heartbeat", daemon=True),
+            threading.Thread(
+                target=self._listen, args=(on_job_notice,), name="queuectl-listen", daemon=True
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def renew_now(self) -> None:
+        self._now.set()
+
+    def close(self) -> None:
+        self.closing.set()
+        self._now.set()
+        for i, thread in enumerate(self._threads):  # the heartbeat first: it may be mid-beat
+            thread.join(timeout=self.settings.heartbeat_s + 5 if i == 0 else 5)
+
+    def _loop(self) -> None:
+        next_recovery = time.monotonic() + self.settings.recovery_every_s
+        while True:
+            self._now.wait(self.settings.heartbeat_s)
+            self._now.clear()
+            if self.closing.is_set():
+                return
+            # this thread renews every lease of the process: nothing may end it early
+            try:
+                self.beat()
+                if time.monotonic() >= next_recovery:
+                    next_recovery = time.monotonic() + self.settings.recovery_every_s
+                    self.recover()
+            except Exception:
+                self._log.exception("heartbeat_crashed")
+
+    def _listen(self, on_job_notice: Callable[[str], None]) -> None:
+        """Postgres LISTEN: an enqueue, retry or due job wakes the claim loop at once; a
+        cancel or stop makes the heartbeat run at once. Polling remains the fallback."""
+
+        def on_notify(channel: str, payload: str) -> None:
+            if channel == "queuectl_control":
+                self._now.set()
+            else:
+                on_job_notice(payload)
+
+        def on_error(error: str) -> None:
+            self._log.warning("listen_failed", error=error, note="polling until reconnected")
+
+        self.backend.listen(on_notify, self.closing, on_error=on_error)
+
+    def beat(self) -> None:
+        """One heartbeat, in whatever thread calls it."""
+        slots = self.running.snapshot()
+        running = []
+        for slot in slots:
+            attempt = slot.attempt
+            out = None if attempt is None else attempt.output_if_changed()
+            running.append(
+                models.RunningJob(
+                    job=slot.job,
+                    output=None if out is None else out[0],
+                    output_bytes=0 if out is None else out[1],
+                    session=None if attempt is None else attempt.session_tag,
+                )
+            )
+        # a result waiting to be written keeps its lease: else, after an outage longer than
+        # a lease, a recovery sweep would call the job lost and run it again
+        held = {s.job.id for s in slots}
+        running += [models.RunningJob(job=j) for j in self.unwritten() if j.id not in held]
+        sent_at = time.monotonic()  # the database renews at or after this moment
+        self._beat_since = sent_at
+        try:
+            control = self.backend.heartbeat(
+                self.workers, running, lease_ttl_s=self.settings.lease_ttl_s
+            )
+        except errors.BackendError as exc:
+            self._beat_failed = True
+            self.connectivity.failed()
+            self._log.warning("heartbeat_failed", error=str(exc))
+            self.metrics.db_errors.labels(operation="heartbeat").inc()
+            return
+        finally:
+            self._beat_since = None
+        self._beat_failed = False
+        self.connectivity.ok(sent_at, time.monotonic())
+        for slot in slots:
+            if slot.job.id not in control.lost:
+                slot.renewed_at = sent_at
+        if control.stop:
+            self.on_stop()
+        for slot in slots:
+            if slot.attempt is None:
+                continue
+            if slot.job.id in control.cancel:
+                self._log.info("job_cancel_requested", job_id=slot.job.id)
+                slot.attempt.kill(models.OutcomeKind.CANCELLED)
+            elif slot.job.id in control.lost and not slot.exited:
+                # recovered elsewhere (this process stalled past its lease): it may already
+                # run again on another worker, so this copy dies at once, without a grace
+                self._log.warning("job_lease_lost", job_id=slot.job.id)
+                slot.attempt.force_kill(models.OutcomeKind.LOST)
+
+    def fence(self, slot: Slot, log: Any) -> None:
+        """For a job's thread, between waits: no renewal for almost a lease means another
+        worker may recover this job at any moment, and a job must never run twice at once,
+        so this copy dies now."""
+        if time.monotonic() - slot.renewed_at > self.fence_s and not self._renewal_blocked():
+            log.warning("job_fenced", reason="lease not renewed; killing local copy")
+            if slot.attempt is not None:
+                slot.attempt.force_kill(models.OutcomeKind.LOST)
+
+    def _renewal_blocked(self) -> bool:
+        """The lease is not renewed because nobody can write: suspended and resuming (the
+        first heartbeat after SIGCONT decides), or SQLite's one lock is held by another
+        process or the disk refuses writes, which stops every recovery sweep just as well
+        (and those wait a lease after such a break, recovery.py), so killing a healthy job
+        would gain nothing. Postgres cannot tell a cut-off worker from an outage: it fences."""
+        if self._suspended:
+            return True
+        if not self.backend.single_host:
+            return False
+        return self._beat_since is not None or self._beat_failed
+
+    # --- suspension (Ctrl-Z, queuectl/suspend.py) ---------------------------------------------
+    def before_suspend(self) -> None:
+        """No transaction is open now: the running jobs stop with the worker, so that a
+        retry elsewhere (their leases run out while stopped) never runs next to them."""
+        self._suspended = True  # the fence waits for the heartbeat after the resume
+        self._paused = [s for s in self.running.snapshot() if s.attempt is not None]
+        for slot in self._paused:
+            assert slot.attempt is not None
+            slot.attempt.pause()
+
+    def after_resume(self) -> None:
+        """SIGCONT: one heartbeat first, which kills the jobs recovered elsewhere meanwhile
+        and renews the others' leases; only then do they go on."""
+        try:
+            self.beat()
+        finally:
+            for slot in self._paused:
+                assert slot.attempt is not None
+                slot.attempt.resume()
+            self._paused = []
+            self._suspended = False
