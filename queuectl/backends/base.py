@@ -1,4 +1,12 @@
-"""The Backend protocol: the contract both the SQLite and the Postgres backend pass."""
+"""The storage contract by role, and Backend, their union: what SQLite and Postgres both pass.
+
+pgqueuer's `ports/repository.py` is the model: a caller that only enqueues and reads jobs
+can ask for a JobStore, the orchestrator's leader election for a LeaderStore, and a test
+fake implements only the role it stands in for. Every method is one transaction. Times
+compared across processes use the database clock (Postgres now(); SQLite is single-host, so
+the Python clock). backends/store.py implements the one-query methods once for both
+dialects; postgres.py and sqlite.py add what really differs.
+"""
 
 from __future__ import annotations
 
@@ -30,28 +38,9 @@ class Enqueued:
         self.rows = rows  # in input order
 
 
-class Backend(Protocol):
-    """Jobs, attempts, workers and settings. Each method is one transaction. Times compared
-    across processes use the database clock (Postgres now(); SQLite is single-host, so the
-    Python clock)."""
+class JobStore(Protocol):
+    """Jobs as users see them: enqueue, read, cancel, retry, purge."""
 
-    url: str
-    notifies: bool  # LISTEN/NOTIFY wake-ups (Postgres); otherwise workers poll
-    # every writer shares one lock on this host (SQLite): when this process cannot write,
-    # nobody can, so nobody can recover its jobs meanwhile either
-    single_host: bool
-
-    def migrate(self) -> int:
-        """Create or upgrade the schema; idempotent. Returns the schema version. SchemaTooNew
-        when the database was migrated by a newer queuectl."""
-
-    def close(self) -> None: ...
-
-    def hold_writes(self) -> AbstractContextManager[None]:
-        """While inside, no transaction of this process is open and none starts (it waits):
-        what a process holds before it lets itself be suspended."""
-
-    # --- jobs -------------------------------------------------------------------------------
     def enqueue(self, specs: Sequence[models.JobSpec]) -> list[models.Job]:
         """Insert every spec in one transaction (all or nothing). Unset max_retries and
         timeout are snapshotted from the settings table. DuplicateJob on a taken id."""
@@ -90,13 +79,10 @@ class Backend(Protocol):
 
     def purge_dead(self) -> int: ...
 
-    def seed_completed(self, queue: str, count: int) -> None:
-        """Benchmarks only: add `count` completed jobs, each with its one run, to `queue`."""
 
-    def purge_queue(self, queue: str) -> int:
-        """Delete every job of a queue that is not running (benchmark clean-up)."""
+class WorkerStore(Protocol):
+    """What workers do with jobs: claim, finish, renew, recover; and the workers table."""
 
-    # --- workers ------------------------------------------------------------------------------
     def claim(
         self,
         slot_ids: Sequence[str],
@@ -129,7 +115,11 @@ class Backend(Protocol):
 
     def recover_expired(self, reap: Reap, *, lease_ttl_s: float) -> list[models.Job]:
         """Fail (retry or DLQ) PROCESSING jobs whose lease expired, as 'worker lost', each one
-        only when `reap(job, host, session)` says so; forget workers silent for a few leases."""
+        only when `reap(job, host, session)` says so; forget workers silent for a few leases.
+        `reap` runs outside any transaction (it may scan /proc and kill processes): the
+        candidates are read first, and the chosen ones are then recovered in one write
+        transaction only if each is still processing under the same lease token and still
+        expired; a finish or a renewal that came in meanwhile wins."""
 
     def deregister_workers(self, worker_ids: Sequence[str]) -> None: ...
 
@@ -147,19 +137,20 @@ class Backend(Protocol):
     def has_work(self, queues: Sequence[str]) -> bool:
         """Whether jobs in these queues are due now or waiting out a retry backoff."""
 
-    # --- settings and stats -------------------------------------------------------------------
+
+class SettingsStore(Protocol):
+    """The settings table: the queue policy every worker shares."""
+
     def get_settings(self) -> dict[str, str]: ...
 
     def set_setting(self, key: str, value: str) -> None: ...
 
     def policy(self) -> models.Policy: ...
 
-    def stats(self, *, lease_ttl_s: float) -> models.QueueStats: ...
 
-    def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
-        """Attempts that finished in the last `since_s` seconds (in one queue, or all)."""
+class LeaderStore(Protocol):
+    """Named leases: at most one holder each (the orchestrator's election)."""
 
-    # --- orchestrator -------------------------------------------------------------------------
     def acquire_leadership(self, name: str, holder: str, *, ttl_s: float) -> bool:
         """Take the named lease when free or expired, or renew it when `holder` has it."""
 
@@ -167,6 +158,10 @@ class Backend(Protocol):
 
     def leader(self, name: str) -> str | None:
         """The holder of an unexpired lease, if any."""
+
+
+class ScheduleStore(Protocol):
+    """Recurring jobs (cron schedules) and firing their slots."""
 
     def add_schedule(self, schedule: models.Schedule) -> models.Schedule:
         """DuplicateSchedule when the name is taken."""
@@ -186,6 +181,15 @@ class Backend(Protocol):
         fired or the schedule is paused; True when a job was enqueued. Exactly once per slot,
         however many orchestrators call it."""
 
+
+class InsightsStore(Protocol):
+    """Read models and sweeps over the whole queue: counts, samples, ages, retention."""
+
+    def stats(self, *, lease_ttl_s: float) -> models.QueueStats: ...
+
+    def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
+        """Attempts that finished in the last `since_s` seconds (in one queue, or all)."""
+
     def expire_jobs(self) -> int:
         """Pending jobs that never started, past their expires_at -> dead ('expired before it
         ran'); a job that ran once is past its TTL's reach, even waiting out a backoff."""
@@ -198,6 +202,28 @@ class Backend(Protocol):
 
     def oldest_due(self) -> dict[str, float]:
         """Per queue: seconds the oldest due, unclaimed job has waited."""
+
+
+class Backend(
+    JobStore, WorkerStore, SettingsStore, LeaderStore, ScheduleStore, InsightsStore, Protocol
+):
+    """Every role, plus the connection's own life: schema, closing, suspending, wake-ups."""
+
+    url: str
+    notifies: bool  # LISTEN/NOTIFY wake-ups (Postgres); otherwise workers poll
+    # every writer shares one lock on this host (SQLite): when this process cannot write,
+    # nobody can, so nobody can recover its jobs meanwhile either
+    single_host: bool
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; idempotent. Returns the schema version. SchemaTooNew
+        when the database was migrated by a newer queuectl."""
+
+    def close(self) -> None: ...
+
+    def hold_writes(self) -> AbstractContextManager[None]:
+        """While inside, no transaction of this process is open and none starts (it waits):
+        what a process holds before it lets itself be suspended."""
 
     def listen(
         self,

@@ -1,4 +1,4 @@
-"""Dialect-free pieces both backends share: row mapping, outcome -> state, enqueue checks."""
+"""Dialect-free pieces both backends share: row mapping, finish parameters, job defaults, checks."""
 
 from __future__ import annotations
 
@@ -197,7 +197,9 @@ def job_rows(
     specs: Sequence[models.JobSpec], job_ids: Sequence[str], policy: models.Policy, now: datetime
 ) -> list[JobRow]:
     """The row each spec becomes: unset run_at is `now`; unset max_retries and timeout come
-    from the policy (a timeout of 0 is 'no limit', stored as NULL)."""
+    from the policy (a timeout of 0 is 'no limit', stored as NULL). The one place a job's
+    defaults are filled: enqueue, enqueue_bulk and fire_schedule on both dialects, so the
+    SQL only ever receives resolved values."""
     retries, timeout = policy.max_retries, policy.job_timeout_s
     return [
         (
@@ -214,6 +216,21 @@ def job_rows(
     ]
 
 
+def unique_violation(table: str | None, key: str | None) -> errors.QueuectlError:
+    """What a taken unique key means, whichever dialect's driver reported it (each connector's
+    error translation calls this, and so does add_schedule's ON CONFLICT): a job id taken ->
+    DuplicateJob, a schedule name taken -> DuplicateSchedule. `key` None: the driver did not
+    say which value (SQLite's messages name only the column)."""
+    if table == "queuectl_schedules":
+        name = "of that name" if key is None else f"named {key!r}"
+        return errors.DuplicateSchedule(f"a schedule {name} already exists")
+    if table == "queuectl_jobs":
+        return errors.DuplicateJob(
+            "duplicate job id" if key is None else f"duplicate job id: {key!r} already exists"
+        )
+    return errors.BackendError(f"unique constraint failed: {table}")
+
+
 def check_transition(job: models.Job, *, action: str, allowed: frozenset[models.JobState]) -> None:
     if job.state not in allowed:
         wanted = "/".join(sorted(allowed))
@@ -222,7 +239,10 @@ def check_transition(job: models.Job, *, action: str, allowed: frozenset[models.
         )
 
 
-RETRYABLE = frozenset({models.JobState.FAILED, models.JobState.DEAD, models.JobState.CANCELLED})
+# the states `queuectl retry` restarts (not retry.RETRYABLE, the outcomes a retry can help)
+RETRYABLE_STATES = frozenset(
+    {models.JobState.FAILED, models.JobState.DEAD, models.JobState.CANCELLED}
+)
 CANCELLABLE = frozenset(
     {models.JobState.PENDING, models.JobState.FAILED, models.JobState.PROCESSING}
 )

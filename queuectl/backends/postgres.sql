@@ -1,30 +1,11 @@
 -- Queries of the PostgreSQL backend; sqlite.sql defines the same names.
 
--- name: enqueue
--- One statement for a whole batch: unnest() turns the column arrays into rows, and
--- ORDER BY ord hands out seq (the FIFO tie-break) in input order.
-INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries,
-                           expires_at)
-SELECT u.id, u.command, u.queue, u.priority, COALESCE(u.run_at, now()),
-       CASE WHEN u.timeout_s IS NULL THEN
-              (SELECT NULLIF(value, 'none')::float8 FROM queuectl_settings
-                WHERE key = 'job-timeout')
-            WHEN u.timeout_s = 0 THEN NULL
-            ELSE u.timeout_s END,
-       COALESCE(u.max_retries,
-                (SELECT value::int FROM queuectl_settings WHERE key = 'max-retries'), 3),
-       u.expires_at
-  FROM unnest(%(ids)s::text[], %(commands)s::text[], %(queues)s::text[],
-              %(priorities)s::int[], %(run_ats)s::timestamptz[], %(timeouts)s::float8[],
-              %(max_retries)s::int[], %(expires)s::timestamptz[])
-       WITH ORDINALITY
-       AS u(id, command, queue, priority, run_at, timeout_s, max_retries, expires_at, ord)
- ORDER BY u.ord
-RETURNING *;
+-- name: jobs_by_ids
+SELECT * FROM queuectl_jobs WHERE id = ANY(%(ids)s);
 
 -- name: enqueue_snapshot
--- enqueue_bulk resolves defaults in Python from one read: the transaction's time and the
--- settings (an aggregate without GROUP BY returns its one row even from an empty table).
+-- Enqueue resolves defaults in Python (common.job_rows) from one read: the transaction's
+-- time and the settings (an aggregate without GROUP BY returns its one row even from an empty table).
 SELECT now() AS now, coalesce(jsonb_object_agg(key, value), '{}') AS settings
   FROM queuectl_settings;
 
@@ -95,8 +76,10 @@ WITH u AS (
                        %(outcomes)s::text[], %(outputs)s::text[], %(output_bytes)s::bigint[])
          AS u(id, token, state, retry_s, exit_code, error, outcome, output, output_bytes)
 ), done AS (
-  -- A cancel asked while the job ran wins over every end but success, and an interrupted
-  -- attempt is handed back, not used up (the reasons are in sqlite.sql's finish).
+  -- u.state is the attempt's fate as retry.next_state decided it (Python, the one place).
+  -- Only the row knows whether a cancel was asked while the job ran, so that override stays
+  -- here: a cancel wins over every end but success. An interrupted attempt is handed back,
+  -- not used up (the reasons are in sqlite.sql's finish).
   UPDATE queuectl_jobs j
      SET state = CASE WHEN j.cancel_requested AND u.state <> 'completed' THEN 'cancelled'
                       ELSE u.state END,
@@ -143,12 +126,20 @@ UPDATE queuectl_runs r
  WHERE r.job_id = u.id AND r.attempt = u.attempt AND r.finished_at IS NULL;
 
 -- name: expired_leases
--- SKIP LOCKED again: two processes sweeping at once split the expired rows between them.
+-- A plain read: the sweeper judges each candidate outside any transaction (it may scan
+-- /proc), then still_expired locks and re-checks the chosen ones.
 SELECT * FROM queuectl_jobs
  WHERE state = 'processing' AND lease_expires_at < now()
  ORDER BY lease_expires_at
- LIMIT 100
-   FOR UPDATE SKIP LOCKED;
+ LIMIT 100;
+
+-- name: still_expired
+-- The recovery's write: of the chosen jobs, those still processing and still expired, locked
+-- until it commits (a heartbeat renewing one waits, then finds it recovered). The caller
+-- compares lease tokens: a job claimed again since is not this lease's to recover.
+SELECT id, lease_token FROM queuectl_jobs
+ WHERE id = ANY(%(ids)s) AND state = 'processing' AND lease_expires_at < now()
+   FOR UPDATE;
 
 -- name: forget_dead_workers
 DELETE FROM queuectl_workers
@@ -188,7 +179,7 @@ SELECT 1 AS marked FROM queuectl_leader
 -- name: get_job
 SELECT * FROM queuectl_jobs WHERE id = %(id)s;
 
--- name: get_job_for_update
+-- name: lock_jobs
 SELECT * FROM queuectl_jobs WHERE id = ANY(%(ids)s) FOR UPDATE;
 
 -- name: list_jobs
@@ -240,7 +231,7 @@ SELECT EXISTS (
    WHERE (state = 'failed' OR (state = 'pending' AND run_at <= now()))
      AND (expires_at IS NULL OR expires_at > now())
      AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s))
-);
+) AS has_work;
 
 -- name: get_settings
 SELECT key, value FROM queuectl_settings ORDER BY key;
@@ -295,9 +286,11 @@ SELECT holder, extract(epoch FROM expires_at - now())::float8 AS ttl_left_s
   FROM queuectl_leader WHERE name = %(name)s AND expires_at >= now();
 
 -- name: add_schedule
+-- A taken name inserts nothing and returns no row: DuplicateSchedule (store.py).
 INSERT INTO queuectl_schedules (name, cron, command, queue, priority, timeout_s, max_retries)
 VALUES (%(name)s, %(cron)s, %(command)s, %(queue)s, %(priority)s, %(timeout_s)s,
         %(max_retries)s)
+ON CONFLICT (name) DO NOTHING
 RETURNING *;
 
 -- name: list_schedules
@@ -316,31 +309,23 @@ RETURNING *;
 
 -- name: fire_schedule
 -- The job id carries the slot: a second orchestrator (or a retried sweep) firing the same
--- slot hits ON CONFLICT and inserts nothing, so each slot fires exactly once.
-WITH s AS (
-  SELECT * FROM queuectl_schedules
-   WHERE name = %(name)s AND NOT paused
-     AND (last_slot IS NULL OR last_slot < %(slot)s)
-     FOR UPDATE
-), job AS (
-  INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries)
-  SELECT %(job_id)s, s.command, s.queue, s.priority, now(),
-         CASE WHEN s.timeout_s IS NULL THEN
-                (SELECT NULLIF(value, 'none')::float8 FROM queuectl_settings
-                  WHERE key = 'job-timeout')
-              WHEN s.timeout_s = 0 THEN NULL
-              ELSE s.timeout_s END,
-         COALESCE(s.max_retries,
-                  (SELECT value::int FROM queuectl_settings WHERE key = 'max-retries'), 3)
-    FROM s
-  ON CONFLICT (id) DO NOTHING
-  RETURNING id
-), marked AS (
-  UPDATE queuectl_schedules q
-     SET last_slot = %(slot)s, fired = q.fired + (SELECT count(*) FROM job)
-    FROM s WHERE q.name = s.name
-)
-SELECT (SELECT count(*) FROM job) AS fired;
+-- slot hits ON CONFLICT and inserts nothing, so each slot fires exactly once. Defaults are
+-- resolved in Python (common.job_rows), as for every enqueue.
+INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries)
+VALUES (%(job_id)s, %(command)s, %(queue)s, %(priority)s, now(), %(timeout_s)s,
+        %(max_retries)s)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: schedule_to_fire
+-- FOR UPDATE: a second orchestrator firing the same schedule waits here, then re-reads the
+-- row and finds the slot taken.
+SELECT * FROM queuectl_schedules
+ WHERE name = %(name)s AND NOT paused AND (last_slot IS NULL OR last_slot < %(slot)s)
+   FOR UPDATE;
+
+-- name: mark_schedule
+UPDATE queuectl_schedules SET last_slot = %(slot)s, fired = fired + %(fired)s
+ WHERE name = %(name)s;
 
 -- name: expire_jobs
 -- A job whose expires_at passed before it ran is dead-lettered, not run late. Its first
@@ -377,21 +362,6 @@ SELECT queue, extract(epoch FROM now() - min(run_at))::float8 AS age_s
 -- Wake idle workers at once (delivered when the enqueueing transaction commits).
 SELECT pg_notify('queuectl_wake', q) FROM unnest(%(queues)s::text[]) AS q;
 
--- name: purge_queue
-DELETE FROM queuectl_jobs WHERE queue = %(queue)s AND state <> 'processing';
-
--- name: seed_completed
--- Benchmarks only: `count` completed jobs of a day ago, as a long-running system keeps them.
-WITH jobs AS (
-  INSERT INTO queuectl_jobs (id, command, state, queue, attempts, run_count, max_retries,
-                             run_at, created_at, updated_at, started_at, finished_at,
-                             exit_code, worker_id, host, lease_token)
-  SELECT %(queue)s || '-' || g, 'true', 'completed', %(queue)s, 1, 1, 3,
-         now() - interval '1 day', now() - interval '1 day', now() - interval '1 day',
-         now() - interval '1 day', now() - interval '1 day', 0, 'seed', 'seed', 1
-    FROM generate_series(1, %(count)s) AS g
-  RETURNING id, started_at, finished_at, queue, run_at
-)
-INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at, finished_at, exit_code,
-                           outcome, queue, due_at)
-SELECT id, 1, 'seed', started_at, finished_at, 0, 'succeeded', queue, run_at FROM jobs;
+-- name: notify_control
+-- A worker id: that worker heartbeats at once (a cancel); 'stop': every worker drains.
+SELECT pg_notify('queuectl_control', %(payload)s);

@@ -1,14 +1,8 @@
 -- Queries of the SQLite backend; postgres.sql defines the same names. Every write runs
 -- inside BEGIN IMMEDIATE (sqlite.py), which takes the database's one write lock up front.
 
--- name: enqueue
-INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries,
-                           created_at, updated_at, expires_at)
-VALUES (:id, :command, :queue, :priority, :run_at, :timeout_s, :max_retries, :now, :now,
-        :expires_at);
-
 -- name: enqueue_values
--- enqueue_bulk repeats the VALUES row once per job (~1000 a statement): a multi-row INSERT
+-- Every enqueue repeats the VALUES row once per job (~1000 a statement): a multi-row INSERT
 -- keeps the table's and indexes' cursors open across its rows, twice as fast as executemany.
 INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries,
                            created_at, updated_at, expires_at)
@@ -18,6 +12,10 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 SELECT id FROM queuectl_jobs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: jobs_by_ids
+SELECT * FROM queuectl_jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: lock_jobs
+-- The write lock (BEGIN IMMEDIATE) already keeps every row as read until the commit.
 SELECT * FROM queuectl_jobs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: pick_any
@@ -60,6 +58,8 @@ VALUES (:job_id, :attempt, :worker_id, :started_at, :queue, :due_at);
 
 -- name: finish
 -- The lease token guard: a worker whose lease was recovered matches no row here.
+-- :state is the attempt's fate as retry.next_state decided it (Python, the one place); only
+-- the row knows whether a cancel was asked while the job ran, so that override stays here.
 -- A cancel asked while the job ran wins over every end but success: the attempt may have
 -- failed (or been released) by itself before its worker heard of the cancel, and the job must
 -- then neither run again nor wait in the DLQ. An interrupted attempt (forced stop) is handed
@@ -101,10 +101,19 @@ UPDATE queuectl_runs SET output = :output, output_bytes = :bytes
  WHERE job_id = :id AND attempt = :attempt AND finished_at IS NULL;
 
 -- name: expired_leases
+-- A plain read: the sweeper judges each candidate outside any transaction (it may scan
+-- /proc, and must not hold the write lock meanwhile), then still_expired re-checks.
 SELECT * FROM queuectl_jobs
  WHERE state = 'processing' AND lease_expires_at < :now
  ORDER BY lease_expires_at
  LIMIT 100;
+
+-- name: still_expired
+-- The recovery's write transaction: of the chosen jobs, those still processing and still
+-- expired (a heartbeat may have renewed one meanwhile); the caller compares lease tokens.
+SELECT id, lease_token FROM queuectl_jobs
+ WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'processing'
+   AND lease_expires_at < :now;
 
 -- name: forget_dead_workers
 DELETE FROM queuectl_workers WHERE heartbeat_at < :now - :lease_s;
@@ -240,9 +249,11 @@ SELECT holder, expires_at - :now AS ttl_left_s
   FROM queuectl_leader WHERE name = :name AND expires_at >= :now;
 
 -- name: add_schedule
+-- A taken name inserts nothing and returns no row: DuplicateSchedule (store.py).
 INSERT INTO queuectl_schedules (name, cron, command, queue, priority, timeout_s, max_retries,
                                 created_at)
 VALUES (:name, :cron, :command, :queue, :priority, :timeout_s, :max_retries, :now)
+ON CONFLICT (name) DO NOTHING
 RETURNING *;
 
 -- name: list_schedules
@@ -264,7 +275,8 @@ SELECT * FROM queuectl_schedules
  WHERE name = :name AND NOT paused AND (last_slot IS NULL OR last_slot < :slot);
 
 -- name: fire_schedule
--- The job id carries the slot: firing the same slot twice inserts nothing.
+-- The job id carries the slot: firing the same slot twice inserts nothing. Defaults are
+-- resolved in Python (common.job_rows), as for every enqueue.
 INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries,
                            created_at, updated_at)
 VALUES (:job_id, :command, :queue, :priority, :now, :timeout_s, :max_retries, :now, :now)
@@ -294,22 +306,3 @@ SELECT queue, :now - min(run_at) AS age_s
   FROM queuectl_jobs
  WHERE state IN ('pending', 'failed') AND run_at <= :now
  GROUP BY queue;
-
--- name: purge_queue
-DELETE FROM queuectl_jobs WHERE queue = :queue AND state <> 'processing';
-
--- name: seed_completed
--- Benchmarks only: `count` completed jobs of a day ago, as a long-running system keeps them.
-WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :count)
-INSERT INTO queuectl_jobs (id, command, state, queue, attempts, run_count, max_retries,
-                           run_at, created_at, updated_at, started_at, finished_at,
-                           exit_code, worker_id, host, lease_token)
-SELECT :queue || '-' || n, 'true', 'completed', :queue, 1, 1, 3, :then, :then, :then, :then,
-       :then, 0, 'seed', 'seed', 1
-  FROM g;
-
--- name: seed_runs
-INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at, finished_at, exit_code,
-                           outcome, queue, due_at)
-SELECT id, 1, 'seed', started_at, finished_at, 0, 'succeeded', queue, run_at
-  FROM queuectl_jobs WHERE queue = :queue;

@@ -404,10 +404,3 @@ def test_list_jobs_searches_and_pages_with_a_cursor(backend: Backend) -> None:
     second = backend.list_jobs(limit=3, before=first[-1].id)
     assert [j.id for j in second] == ["j4", "j3", "j2"]
     assert [j.id for j in backend.list_jobs(limit=3, before="j0")] == []
-
-
-def test_purge_queue_deletes_a_queue_but_not_running_jobs(backend: Backend) -> None:
-    backend.enqueue([spec(id="a", queue="bench"), spec(id="b", queue="bench"), spec(id="c")])
-    backend.claim(["w"], ("bench",), host=HOST, lease_ttl_s=30)
-    assert backend.purge_queue("bench") == 1
-    assert sorted(j.id for j in backend.list_jobs()) == ["a", "c"]

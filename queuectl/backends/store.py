@@ -1,0 +1,346 @@
+"""SqlBackend: every Backend method that is "run named queries, map the rows", written once.
+
+Procrastinate's `JobManager` over its `BaseConnector` is the model: this class speaks only
+to a Connector (backends/connector.py), which runs the dialect's SQL of the same name.
+postgres.py and sqlite.py subclass it with what really differs between the dialects: the
+connection handling, the claim, the bulk insert, the finish batch, the heartbeat, LISTEN and
+migrations, and the two hooks below (`_notify`, `_signal`) where Postgres wakes workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from queuectl import config, errors, models
+from queuectl.backends import common
+from queuectl.backends.base import Enqueued, Reap
+from queuectl.backends.connector import Connector, Row, Session
+
+
+class SqlBackend:
+    """The shared half of both backends (the docstrings are on the protocols in base.py)."""
+
+    url: str
+    notifies: bool
+    single_host: bool
+
+    def __init__(self, connector: Connector) -> None:
+        self.c = connector
+
+    # --- what each dialect provides -------------------------------------------------------------
+    def _insert(self, s: Session, specs: Sequence[models.JobSpec]) -> Enqueued:
+        """Insert the specs' rows (defaults resolved by common.job_rows) inside `s`."""
+        raise NotImplementedError
+
+    def _finish_in(self, s: Session, items: Sequence[models.Finish]) -> list[bool]:
+        """Write finished attempts inside `s` (each job at most once); whether each applied."""
+        raise NotImplementedError
+
+    def _notify(self, s: Session, queues: Iterable[str]) -> None:
+        """Wake idle workers of these queues ('*': all) when `s` commits. Postgres NOTIFYs;
+        SQLite workers watch the file's commit counter instead, so this does nothing."""
+
+    def _signal(self, s: Session, payload: str) -> None:
+        """Tell workers on the control channel when `s` commits (a worker id: heartbeat now;
+        'stop': drain). SQLite workers hear it at their next heartbeat instead."""
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _job(self, row: Row) -> models.Job:
+        return common.job_from_row(row, self.c.to_time)
+
+    def _read(self, name: str, params: dict[str, Any] | None = None) -> list[Row]:
+        with self.c.single() as s:
+            return s.all(name, params)
+
+    def _write(self, name: str, params: dict[str, Any] | None = None) -> int:
+        with self.c.transaction() as s:
+            return s.run(name, params)
+
+    def _locked(self, s: Session, job_ids: Sequence[str]) -> list[models.Job]:
+        """The jobs, locked until `s` ends (Postgres FOR UPDATE; SQLite holds the write lock
+        already); JobNotFound for the first id that does not exist."""
+        rows = s.all("lock_jobs", {"ids": self.c.param_ids(list(job_ids))})
+        found = {r["id"]: self._job(r) for r in rows}
+        for job_id in job_ids:
+            if job_id not in found:
+                raise errors.JobNotFound(job_id)
+        return [found[i] for i in job_ids]
+
+    @staticmethod
+    def _settings(s: Session) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in s.all("get_settings")}
+
+    # --- jobs -------------------------------------------------------------------------------------
+    def enqueue(self, specs: Sequence[models.JobSpec]) -> list[models.Job]:
+        with self.c.transaction() as s:
+            job_ids = [row[0] for row in self._insert(s, specs).rows]
+            rows = s.all("jobs_by_ids", {"ids": self.c.param_ids(job_ids)})
+        by_id = {r["id"]: r for r in rows}
+        return [self._job(by_id[i]) for i in job_ids]
+
+    def enqueue_bulk(self, specs: Sequence[models.JobSpec]) -> Enqueued:
+        with self.c.transaction() as s:
+            return self._insert(s, specs)
+
+    def get_job(self, job_id: str) -> models.Job:
+        rows = self._read("get_job", {"id": job_id})
+        if not rows:
+            raise errors.JobNotFound(job_id)
+        return self._job(rows[0])
+
+    def list_jobs(
+        self,
+        *,
+        state: models.JobState | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        search: str | None = None,
+        before: str | None = None,
+    ) -> list[models.Job]:
+        params = {
+            "state": None if state is None else str(state),
+            "queue": queue,
+            "limit": limit,
+            "search": search or None,
+            "before": before,
+        }
+        return [self._job(r) for r in self._read("list_jobs", params)]
+
+    def runs(self, job_id: str) -> list[models.Run]:
+        with self.c.snapshot() as s:
+            if s.one("get_job", {"id": job_id}) is None:
+                raise errors.JobNotFound(job_id)
+            rows = s.all("runs", {"id": job_id})
+        return [common.run_from_row(r, self.c.to_time) for r in rows]
+
+    def cancel(self, job_id: str) -> models.Job:
+        with self.c.transaction() as s:
+            (job,) = self._locked(s, [job_id])
+            common.check_transition(job, action="cancel", allowed=common.CANCELLABLE)
+            running = job.state is models.JobState.PROCESSING
+            row = s.one("cancel_running" if running else "cancel_now", {"id": job_id})
+            if running:
+                # its worker heartbeats at once instead of within 2 s, and kills the job
+                self._signal(s, job.worker_id or "")
+        return self._job(row)
+
+    def retry(self, job_ids: Sequence[str], *, dead_only: bool = False) -> list[models.Job]:
+        allowed = frozenset({models.JobState.DEAD}) if dead_only else common.RETRYABLE_STATES
+        with self.c.transaction() as s:
+            for job in self._locked(s, job_ids):
+                common.check_transition(job, action="retry", allowed=allowed)
+            rows = s.all("retry", {"ids": self.c.param_ids(list(job_ids))})
+            self._notify(s, {r["queue"] for r in rows})
+        by_id = {r["id"]: self._job(r) for r in rows}
+        return [by_id[i] for i in job_ids]
+
+    def retry_all_dead(self) -> int:
+        with self.c.transaction() as s:
+            count = s.run("retry_all_dead")
+            if count:
+                self._notify(s, {"*"})
+            return count
+
+    def purge_dead(self) -> int:
+        return self._write("purge_dead")
+
+    # --- workers ----------------------------------------------------------------------------------
+    def finish(self, job: models.Job, outcome: models.Outcome, retry_in: timedelta | None) -> bool:
+        return self.finish_many([models.Finish(job, outcome, retry_in)])[0]
+
+    def finish_many(self, items: Sequence[models.Finish]) -> list[bool]:
+        if not items:
+            return []
+        with self.c.transaction() as s:
+            return self._finish_in(s, items)
+
+    def recover_expired(self, reap: Reap, *, lease_ttl_s: float) -> list[models.Job]:
+        # Two phases, so that `reap` (a /proc scan, kills) runs outside any transaction: on
+        # SQLite a transaction here would hold the only write lock meanwhile, and on Postgres
+        # the rows' locks would stall their owners' heartbeats.
+        with self.c.single() as s:
+            rows = s.all("expired_leases")
+        chosen = [
+            job
+            for job, row in ((self._job(r), r) for r in rows)
+            if reap(job, row["host"], row["proc_session"])
+        ]
+        policy = self.policy() if chosen else models.Policy()
+        forget = {"lease_s": common.FORGET_AFTER_LEASES * lease_ttl_s}
+        with self.c.transaction() as s:
+            recovered: list[models.Job] = []
+            if chosen:
+                # still processing under the same lease and still expired: a finish or a
+                # renewal that came in while `reap` ran wins (Postgres locks the rows here)
+                ids = self.c.param_ids([j.id for j in chosen])
+                still = {r["id"]: r["lease_token"] for r in s.all("still_expired", {"ids": ids})}
+                plans = [
+                    models.Finish(job, *common.recovery_plan(job, policy))
+                    for job in chosen
+                    if still.get(job.id) == job.lease_token
+                ]
+                if plans:
+                    applied = self._finish_in(s, plans)
+                    recovered = [p.job for p, done in zip(plans, applied, strict=True) if done]
+            s.run("forget_dead_workers", forget)
+        return recovered
+
+    def deregister_workers(self, worker_ids: Sequence[str]) -> None:
+        self._write("deregister_workers", {"ids": self.c.param_ids(list(worker_ids))})
+
+    def list_workers(self, *, lease_ttl_s: float) -> list[models.WorkerInfo]:
+        ts, strings = self.c.to_time, self.c.strings
+        return [
+            models.WorkerInfo(
+                id=r["id"],
+                host=r["host"],
+                pid=r["pid"],
+                queues=strings(r["queues"]),
+                started_at=ts(r["started_at"]),
+                heartbeat_at=ts(r["heartbeat_at"]),
+                stopping=bool(r["stop_requested"]),
+                current_jobs=strings(r["current_jobs"]),
+                heartbeat_age_s=max(0.0, float(r["age_s"])),
+            )
+            for r in self._read("list_workers", {"lease_s": lease_ttl_s})
+        ]
+
+    def request_stop(
+        self, *, lease_ttl_s: float, worker_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        ids = None if worker_ids is None else self.c.param_ids(list(worker_ids))
+        with self.c.transaction() as s:
+            stopped = [r["id"] for r in s.all("request_stop", {"lease_s": lease_ttl_s, "ids": ids})]
+            if ids is None:
+                s.run("mark_stop")
+            if stopped:
+                self._signal(s, "stop")
+        return stopped
+
+    def stop_requested_within(self, seconds: float) -> bool:
+        return bool(self._read("stop_marked", {"within_s": seconds}))
+
+    def has_work(self, queues: Sequence[str]) -> bool:
+        rows = self._read("has_work", {"queues": self.c.param_ids(list(queues))})
+        return bool(rows[0]["has_work"])
+
+    # --- settings ---------------------------------------------------------------------------------
+    def get_settings(self) -> dict[str, str]:
+        with self.c.single() as s:
+            return self._settings(s)
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._write("set_setting", {"key": key, "value": value})
+
+    def policy(self) -> models.Policy:
+        return config.policy_from_rows(self.get_settings())
+
+    # --- leadership -------------------------------------------------------------------------------
+    def acquire_leadership(self, name: str, holder: str, *, ttl_s: float) -> bool:
+        with self.c.transaction() as s:
+            params = {"name": name, "holder": holder, "ttl_s": ttl_s}
+            return s.one("acquire_leader", params) is not None
+
+    def release_leadership(self, name: str, holder: str) -> None:
+        self._write("release_leader", {"name": name, "holder": holder})
+
+    def leader(self, name: str) -> str | None:
+        rows = self._read("get_leader", {"name": name})
+        return str(rows[0]["holder"]) if rows else None
+
+    # --- schedules --------------------------------------------------------------------------------
+    def add_schedule(self, schedule: models.Schedule) -> models.Schedule:
+        with self.c.transaction() as s:
+            row = s.one("add_schedule", common.schedule_params(schedule))
+        if row is None:  # ON CONFLICT DO NOTHING: the name is taken
+            raise common.unique_violation("queuectl_schedules", schedule.name)
+        return common.schedule_from_row(row, self.c.to_time)
+
+    def list_schedules(self) -> list[models.Schedule]:
+        rows = self._read("list_schedules")
+        return [common.schedule_from_row(r, self.c.to_time) for r in rows]
+
+    def remove_schedule(self, name: str) -> None:
+        with self.c.transaction() as s:
+            if s.one("remove_schedule", {"name": name}) is None:
+                raise errors.NotFound(f"no schedule named {name!r}")
+
+    def pause_schedule(
+        self, name: str, *, paused: bool, skip_to: datetime | None = None
+    ) -> models.Schedule:
+        params = {"name": name, "paused": paused, "skip_to": self.c.param_time(skip_to)}
+        with self.c.transaction() as s:
+            row = s.one("pause_schedule", params)
+        if row is None:
+            raise errors.NotFound(f"no schedule named {name!r}")
+        return common.schedule_from_row(row, self.c.to_time)
+
+    def fire_schedule(self, name: str, slot: datetime) -> bool:
+        # The job id carries the slot (common.cron_job_id): firing a slot again inserts
+        # nothing; schedule_to_fire locks the schedule's row (Postgres FOR UPDATE), so a second
+        # orchestrator waits, then finds the slot taken.
+        at = self.c.param_time(slot)
+        with self.c.transaction() as s:
+            row = s.one("schedule_to_fire", {"name": name, "slot": at})
+            if row is None:
+                return False
+            spec = models.JobSpec(
+                command=row["command"],
+                queue=row["queue"],
+                priority=row["priority"],
+                timeout_s=row["timeout_s"],
+                max_retries=row["max_retries"],
+            )
+            policy = config.policy_from_rows(self._settings(s))
+            job_id = common.cron_job_id(name, slot)
+            ((_, command, queue, priority, _, timeout_s, retries, _),) = common.job_rows(
+                [spec], [job_id], policy, slot
+            )
+            inserted = s.run(
+                "fire_schedule",
+                {
+                    "job_id": job_id,
+                    "command": command,
+                    "queue": queue,
+                    "priority": priority,
+                    "timeout_s": timeout_s,
+                    "max_retries": retries,
+                },
+            )
+            s.run("mark_schedule", {"name": name, "slot": at, "fired": inserted})
+            if inserted:
+                self._notify(s, {"*"})
+        return inserted > 0
+
+    # --- insights and sweeps ----------------------------------------------------------------------
+    def stats(self, *, lease_ttl_s: float) -> models.QueueStats:
+        with self.c.snapshot() as s:
+            counts = s.all("count_by_queue_state")
+            workers = s.one("count_workers", {"lease_s": lease_ttl_s})
+        assert workers is not None  # an aggregate without GROUP BY: always one row
+        return common.stats_from_counts(counts, workers)
+
+    def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
+        rows = self._read("run_samples", {"since_s": since_s, "queue": queue})
+        return [common.sample_from_row(r) for r in rows]
+
+    def expire_jobs(self) -> int:
+        return self._write("expire_jobs")
+
+    def prune_finished(self, state: models.JobState, *, older_than_s: float) -> int:
+        # in batches, one transaction each: the locks are released between them
+        params = {"state": str(state), "age_s": older_than_s, "batch": common.PRUNE_BATCH}
+        total = 0
+        while True:
+            deleted = self._write("prune_finished", params)
+            total += deleted
+            if deleted < common.PRUNE_BATCH:
+                return total
+
+    def notify_due(self, *, window_s: float) -> int:
+        return 0  # without notifications (SQLite) workers poll; postgres.py overrides this
+
+    def oldest_due(self) -> dict[str, float]:
+        return {r["queue"]: max(0.0, float(r["age_s"])) for r in self._read("oldest_due")}
