@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from queuectl import errors
 
@@ -146,3 +146,26 @@ def check_commands(
             shown = command if len(command) <= 80 else command[:79] + "…"
             where = f"job {number} of the input: " if numbered else ""
             raise errors.UsageError(f"{where}{REFUSED}: {shown!r}")
+
+
+def stored_patterns(text: str | None) -> tuple[str, ...] | None:
+    """The list as workers read it from the settings table: None when unset, and () (no
+    command at all) when the stored text no longer parses: a list someone broke by hand
+    must not become "run anything" (policy.policy_from_rows reads it the same way)."""
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError:
+        return ()
+
+
+def check_allowed(
+    settings: Mapping[str, str], commands: Iterable[str], *, numbered: bool = False
+) -> None:
+    """Refuse up front what every worker would refuse under the database's allowed-commands
+    (`settings` is the settings table, Backend.get_settings()). A convenience for enqueue
+    and schedule add: the worker's check right before it spawns is the guarantee."""
+    if (text := settings.get(KEY)) is None:
+        return
+    check_commands(stored_patterns(text), commands, numbered=numbered)

@@ -12,6 +12,7 @@
   + InvalidTransition        exit 4  e.g. retrying a pending job
     - DuplicateJob           exit 4  an id that already exists
     - DuplicateSchedule      exit 4  a schedule name that already exists
+  + WaitTimeout              exit 124 Client.wait: a job was still unfinished at the deadline
 """
 
 
@@ -65,3 +66,14 @@ class DuplicateJob(InvalidTransition):
 
 class DuplicateSchedule(InvalidTransition):
     pass
+
+
+class WaitTimeout(QueuectlError):
+    """Raised by Client.wait when its timeout passes first; `unfinished` holds the ids not
+    yet completed, dead or cancelled."""
+
+    exit_code = 124  # what `timeout(1)` exits with
+
+    def __init__(self, message: str, *, unfinished: list[str]) -> None:
+        super().__init__(message)
+        self.unfinished = unfinished

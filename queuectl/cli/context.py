@@ -1,14 +1,14 @@
-"""Per-invocation state: the global flags, the settings, and the lazily opened backend."""
+"""Per-invocation state: the global flags, the settings, and the lazily opened Client."""
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from queuectl import config
 
 if TYPE_CHECKING:
     from queuectl.backends.base import Backend
+    from queuectl.client import Client
 
 
 class Context:
@@ -17,7 +17,7 @@ class Context:
         self.flags: dict[str, object] = {}
         self.debug = False
         self._settings: config.Settings | None = None
-        self._backend: Backend | None = None
+        self._client: Client | None = None
 
     @property
     def settings(self) -> config.Settings:
@@ -25,21 +25,23 @@ class Context:
             self._settings = config.load_settings(self.flags)
         return self._settings
 
-    def backend(self, *, pool_size: int = 0) -> Backend:
-        if self._backend is None:
-            from queuectl.backends import open_backend
+    def client(self, *, pool_size: int = 0) -> Client:
+        """The Client every command goes through, opened on first use (a command that
+        rejects its arguments never connects)."""
+        if self._client is None:
+            from queuectl.client import Client
 
-            url = self.settings.database_url
-            # only the default location is created on first use; a directory in a URL the
-            # user gave must exist
-            default = url == config.default_db_url(os.environ)
-            self._backend = open_backend(url, pool_size=pool_size, create_dir=default)
-        return self._backend
+            self._client = Client(settings=self.settings, pool_size=pool_size)
+        return self._client
+
+    def backend(self, *, pool_size: int = 0) -> Backend:
+        """The Client's storage, for the commands that compose workers and orchestrators."""
+        return self.client(pool_size=pool_size).backend
 
     def close(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 CTX = Context()

@@ -55,10 +55,9 @@ def dashboard(
     from queuectl.cli import runtime
     from queuectl.web.app import create_app
 
-    backend, _ = runtime.start_process("dashboard", pool_size=4, metrics_port=None)
+    runtime.start_process("dashboard", pool_size=4, metrics_port=None)
     app = create_app(
-        backend,
-        lease_ttl_s=settings.lease_ttl_s,
+        CTX.client(),  # the one start_process opened, with its pool of 4
         token=token,
         read_only=read_only,
         allowed_hosts=allowed_hosts,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from queuectl import errors, models
+from queuectl import errors
 from queuectl.cli import output
 from queuectl.cli.context import CTX
 
@@ -22,7 +22,7 @@ def list_dead(
     as_json: output.JsonFlag = False,
 ) -> None:
     """Dead jobs, newest first, with their last error."""
-    dead = CTX.backend().list_jobs(state=models.JobState.DEAD, queue=queue, limit=limit)
+    dead = CTX.client().dlq(queue=queue, limit=limit)
     if as_json:
         output.emit_json([j.to_json() for j in dead])
         return
@@ -56,15 +56,15 @@ def retry(
     """Move dead jobs back to pending with attempts reset to 0 (max_retries kept)."""
     if bool(job_ids) == all_:
         raise errors.UsageError("give job ids or --all")
-    backend = CTX.backend()
+    client = CTX.client()
     if all_:
-        count = backend.retry_all_dead()
+        count = client.dlq_retry_all()
         if as_json:
             output.emit_json({"retried": count})
         else:
             output.emit(f"retrying {count} dead jobs")
         return
-    jobs = backend.retry(job_ids or [], dead_only=True)
+    jobs = client.dlq_retry(job_ids or [])
     if as_json:
         output.emit_json([j.to_json() for j in jobs])
         return
@@ -75,7 +75,7 @@ def retry(
 @app.command()
 def purge(as_json: output.JsonFlag = False) -> None:
     """Delete every dead job and its attempts."""
-    count = CTX.backend().purge_dead()
+    count = CTX.client().dlq_purge()
     if as_json:
         output.emit_json({"purged": count})
     else:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from queuectl import errors, models
-from queuectl.cli import output, specs
+from queuectl import errors, models, specs
+from queuectl.cli import output
 from queuectl.cli.context import CTX
 
 if TYPE_CHECKING:
@@ -84,8 +84,7 @@ def enqueue(
     else:
         assert job is not None
         spec = specs.parse_json_arg(job)
-    check_allowed([spec.command])
-    (created_job,) = CTX.backend().enqueue([specs.apply_overrides(spec, flags)])
+    created_job = CTX.client().enqueue(specs.apply_overrides(spec, flags))
     output.emit_json(created_job.to_json())
 
 
@@ -96,24 +95,11 @@ def _enqueue_many(path: str, flags: specs.Overrides) -> None:
     parsed = specs.parse_ndjson(_read_text(path).split("\n"))
     if flags != specs.Overrides():
         parsed = [specs.apply_overrides(s, flags) for s in parsed]
-    check_allowed([s.command for s in parsed], numbered=True)
-    batch = CTX.backend().enqueue_bulk(parsed)
+    batch = CTX.client().enqueue_bulk(parsed)
     lines = job_lines(batch)
     while chunk := list(itertools.islice(lines, _LINES_PER_WRITE)):
         sys.stdout.write("\n".join(chunk) + "\n")
     output.note(f"enqueued {len(batch.rows)} jobs")
-
-
-def check_allowed(commands: list[str], *, numbered: bool = False) -> None:
-    """Refuse up front what every worker would refuse under the database's allowed-commands
-    (a convenience: the worker's check right before it spawns is the guarantee)."""
-    stored = CTX.backend().get_settings().get("allowed-commands")
-    if stored is None:  # no list: the common case pays one read and no import
-        return
-    from queuectl import allowlist, config
-
-    patterns = config.policy_from_rows({"allowed-commands": stored}).allowed_commands
-    allowlist.check_commands(patterns, commands, numbered=numbered)
 
 
 def _read_text(path: str) -> str:

@@ -18,15 +18,6 @@ from queuectl.safetext import visible, visible_lines
 STATES = ", ".join(s.value for s in models.JobState)
 
 
-def _state(value: str | None) -> models.JobState | None:
-    if value is None:
-        return None
-    try:
-        return models.JobState(value.lower())
-    except ValueError:
-        raise errors.UsageError(f"unknown state {value!r} (one of: {STATES})") from None
-
-
 def list_jobs(
     state: Annotated[str | None, typer.Option(help=f"Only this state: {STATES}.")] = None,
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
@@ -34,7 +25,7 @@ def list_jobs(
     as_json: output.JsonFlag = False,
 ) -> None:
     """List jobs, newest first."""
-    found = CTX.backend().list_jobs(state=_state(state), queue=queue, limit=limit)
+    found = CTX.client().list(state=state, queue=queue, limit=limit)
     if as_json:
         output.emit_json([j.to_json() for j in found])
         return
@@ -74,9 +65,9 @@ def show(
     as_json: output.JsonFlag = False,
 ) -> None:
     """A job with every attempt."""
-    backend = CTX.backend()
-    job = backend.get_job(job_id)
-    runs = backend.runs(job_id)
+    client = CTX.client()
+    job = client.get(job_id)
+    runs = client.runs(job_id)
     if as_json:
         output.emit_json(job.to_json() | {"runs": [r.to_json() for r in runs]})
         return
@@ -126,14 +117,13 @@ def logs(
     escaped (\\x1b, \\r): a job's output cannot rewrite the screen, the
     title or the clipboard. --raw, or a pipe, prints the output as captured.
     """
-    backend = CTX.backend()
+    client = CTX.client()
     printed = 0
     # a program reading the pipe wants the job's bytes; a person's terminal must not obey them
     shown = visible_lines if not raw and sys.stdout.isatty() else None
     try:
         while True:
-            runs = backend.runs(job_id)
-            run = _pick_run(job_id, runs, attempt)
+            run = client.run(job_id, attempt)
             if run is not None and run.output_bytes > printed:
                 text = _unseen(run, printed)
                 sys.stdout.write(text if shown is None else shown(text))
@@ -141,7 +131,7 @@ def logs(
                 printed = run.output_bytes
             if not follow or (run is not None and run.finished_at is not None):
                 break
-            if run is None and backend.get_job(job_id).state in models.TERMINAL_STATES:
+            if run is None and client.get(job_id).state in models.TERMINAL_STATES:
                 break
             time.sleep(0.3)
     except KeyboardInterrupt:
@@ -162,22 +152,12 @@ def _unseen(run: "models.Run", printed: int) -> str:
     return (body[-new:] if new < len(body) else body).decode("utf-8", errors="replace")
 
 
-def _pick_run(job_id: str, runs: "list[models.Run]", attempt: int | None) -> "models.Run | None":
-    if attempt is None:
-        return runs[-1] if runs else None
-    if attempt > len(runs):
-        if runs:
-            raise errors.NotFound(f"job {job_id} has {len(runs)} attempts, no attempt {attempt}")
-        return None
-    return runs[attempt - 1]
-
-
 def cancel(
     job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False)],
     as_json: output.JsonFlag = False,
 ) -> None:
     """Cancel a pending or failed job; a running one is killed by its worker."""
-    job = CTX.backend().cancel(job_id)
+    job = CTX.client().cancel(job_id)
     if as_json:
         output.emit_json(job.to_json())
     elif job.state is models.JobState.PROCESSING:
@@ -191,7 +171,7 @@ def retry(
     as_json: output.JsonFlag = False,
 ) -> None:
     """Run failed, dead or cancelled jobs again now (dead/cancelled start over at 0 attempts)."""
-    done = CTX.backend().retry(job_ids)
+    done = CTX.client().retry_many(job_ids)
     for job in done:
         if as_json:
             output.emit_json(job.to_json())
@@ -204,10 +184,10 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every 2 s.")] = False,
 ) -> None:
     """Job counts per state and queue, live workers, DLQ size."""
-    backend = CTX.backend()
+    client = CTX.client()
     try:
         while True:
-            stats = backend.stats(lease_ttl_s=CTX.settings.lease_ttl_s)
+            stats = client.status()
             if watch and sys.stdout.isatty() and not as_json:
                 sys.stdout.write("\x1b[H\x1b[2J")
             if as_json:
@@ -246,14 +226,12 @@ def stats(
     as_json: output.JsonFlag = False,
 ) -> None:
     """Throughput, success rate and run/wait times of finished attempts, per queue."""
-    from queuectl import stats as stats_mod
     from queuectl.durations import parse_duration
 
     window_s = parse_duration(since, what="--since")
     if window_s <= 0:
         raise errors.UsageError("--since must be longer than 0s")
-    samples = CTX.backend().run_samples(since_s=window_s, queue=queue)
-    doc = stats_mod.summarize(samples, window_s=window_s)
+    doc = CTX.client().stats(window_s, queue=queue)
     if as_json:
         output.emit_json(doc)
         return

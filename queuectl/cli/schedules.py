@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
 
-from queuectl import errors, models
-from queuectl.cli import output, specs
+from queuectl import models, specs
+from queuectl.cli import output
 from queuectl.cli.context import CTX
 from queuectl.safetext import visible
 
@@ -40,25 +39,13 @@ def add(
     """Add a schedule; its first job fires at the next matching minute (UTC)."""
     from queuectl.cron import Cron
 
-    Cron.parse(cron)  # reject a bad expression before storing it
+    Cron.parse(cron)  # a bad expression is named before any other mistake
+    # the flags' own names in errors (--priority), so parsed here rather than by the Client
     spec = specs.apply_overrides(
         models.JobSpec(command=specs.check_command(command)),
         specs.Overrides(queue=queue, priority=priority, timeout=timeout, max_retries=max_retries),
     )
-    from queuectl.cli.enqueue import check_allowed
-
-    check_allowed([spec.command])  # its jobs would all be refused by the workers
-    created = CTX.backend().add_schedule(
-        models.Schedule(
-            name=specs.check_id(name) if len(name) <= 64 else _too_long(name),
-            cron=cron.strip(),
-            command=spec.command,
-            queue=spec.queue,
-            priority=spec.priority,
-            timeout_s=spec.timeout_s,
-            max_retries=spec.max_retries,
-        )
-    )
+    created = CTX.client().add_schedule(name, cron=cron, command=spec)
     if as_json:
         output.emit_json(created.to_json())
     else:
@@ -68,17 +55,16 @@ def add(
         output.emit(f"added schedule {shown_name}: {shown_cron} -> {shown_command}")
 
 
-def _too_long(name: str) -> str:
-    raise errors.UsageError(f"schedule name {name[:20]!r}… is longer than 64 characters")
-
-
 @app.command("list")
 def list_(as_json: output.JsonFlag = False) -> None:
     """Every schedule with its next and last slot."""
-    found = CTX.backend().list_schedules()
+    client = CTX.client()
+    found = client.schedules()
     now = models.utcnow()
     if as_json:
-        output.emit_json([s.to_json() | {"next_slot": models.iso(_next(s, now))} for s in found])
+        output.emit_json(
+            [s.to_json() | {"next_slot": models.iso(client.next_slot(s, now))} for s in found]
+        )
         return
     if not found:
         output.note("no schedules")
@@ -92,7 +78,7 @@ def list_(as_json: output.JsonFlag = False) -> None:
                     s.cron,
                     s.queue,
                     "paused" if s.paused else "active",
-                    _next(s, now),
+                    client.next_slot(s, now),
                     s.last_slot,
                     s.fired,
                     output.one_line(s.command, 40),
@@ -103,30 +89,22 @@ def list_(as_json: output.JsonFlag = False) -> None:
     )
 
 
-def _next(schedule: models.Schedule, now: datetime) -> datetime | None:
-    from queuectl.cron import Cron
-
-    return None if schedule.paused else Cron.parse(schedule.cron).next_after(now)
-
-
 @app.command()
 def remove(name: Name) -> None:
     """Delete a schedule (jobs it already enqueued stay)."""
-    CTX.backend().remove_schedule(name)
+    CTX.client().remove_schedule(name)
     output.emit(f"removed schedule {visible(name)}")
 
 
 @app.command()
 def pause(name: Name) -> None:
     """Stop firing until resumed; slots passed while paused are skipped."""
-    CTX.backend().pause_schedule(name, paused=True)
+    CTX.client().pause_schedule(name)
     output.emit(f"paused schedule {visible(name)}")
 
 
 @app.command()
 def resume(name: Name) -> None:
     """Fire again from the next slot."""
-    from queuectl.schedules import resume_schedule
-
-    resume_schedule(CTX.backend(), name)
+    CTX.client().resume_schedule(name)
     output.emit(f"resumed schedule {visible(name)}")

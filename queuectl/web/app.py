@@ -1,4 +1,4 @@
-"""create_app(backend): the dashboard's pages and actions (server-rendered, no JS build)."""
+"""create_app(client): the dashboard's pages and actions (server-rendered, no JS build)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from starlette.templating import Jinja2Templates
 
 from queuectl import errors, ids, models
 from queuectl import stats as stats_mod
-from queuectl.backends.base import Backend
+from queuectl.client import Client
 from queuectl.durations import format_duration
 from queuectl.safetext import command_line
-from queuectl.schedules import resume_schedule
 from queuectl.web import security
 
 if TYPE_CHECKING:
+    from queuectl.backends.base import Backend
     from queuectl.metrics import Metrics
 
 HERE = Path(__file__).parent
@@ -33,17 +33,19 @@ PAGE_SIZE = 50
 
 
 def create_app(
-    backend: Backend,
+    client: Client | Backend,
     *,
-    lease_ttl_s: float = 10.0,
     token: str | None = None,
     read_only: bool = False,
     allowed_hosts: frozenset[str] | None = None,
 ) -> Starlette:
-    """The dashboard. `allowed_hosts` (see security.allowed_hosts) are the names a request's
+    """The dashboard over a Client (or a bare Backend, wrapped in one with default
+    settings). `allowed_hosts` (see security.allowed_hosts) are the names a request's
     Host may carry; None accepts any, for an app embedded behind something that checks:
     `queuectl dashboard` always passes them."""
-    views = _Views(backend, lease_ttl_s=lease_ttl_s, token=token, read_only=read_only)
+    if not isinstance(client, Client):
+        client = Client.over(client)
+    views = _Views(client, token=token, read_only=read_only)
     return Starlette(
         routes=views.routes(),
         middleware=[Middleware(_Guard, token=token, allowed_hosts=allowed_hosts)],
@@ -75,13 +77,10 @@ def _failed(request: Request, exc: Exception) -> Response:
 
 
 class _Views:
-    """Every page and action; each reads the database through the Backend alone."""
+    """Every page and action; each reads and writes the database through the Client alone."""
 
-    def __init__(
-        self, backend: Backend, *, lease_ttl_s: float, token: str | None, read_only: bool
-    ) -> None:
-        self.backend = backend
-        self.lease_ttl_s = lease_ttl_s
+    def __init__(self, client: Client, *, token: str | None, read_only: bool) -> None:
+        self.client = client
         self.token = token
         self.read_only = read_only
         self._metrics: Metrics | None = None
@@ -130,15 +129,15 @@ class _Views:
 
     # --- pages ----------------------------------------------------------------------------------
     def overview(self, request: Request) -> Response:
-        backend = self.backend
-        samples = backend.run_samples(since_s=3600)
+        client = self.client
+        samples = client.run_samples(3600)
         bars = stats_mod.timeline(samples, window_s=3600, buckets=12)
         return self.render(
             request,
             "overview.html",
-            stats=backend.stats(lease_ttl_s=self.lease_ttl_s),
-            oldest=backend.oldest_due(),
-            workers=backend.list_workers(lease_ttl_s=self.lease_ttl_s),
+            stats=client.status(),
+            oldest=client.oldest_due(),
+            workers=client.workers(),
             summary=stats_mod.summarize(samples, window_s=3600),
             bars=bars,
             bar_max=max([ok + bad for ok, bad in bars] + [1]),
@@ -152,7 +151,7 @@ class _Views:
         search = q.get("q") or None
         found = self._exact(search, state, q.get("queue") or None)
         if found is None:
-            found = self.backend.list_jobs(
+            found = self.client.list(
                 state=models.JobState(state) if state else None,
                 queue=q.get("queue") or None,
                 search=search,
@@ -165,7 +164,7 @@ class _Views:
             jobs=found[:PAGE_SIZE],
             more=found[PAGE_SIZE - 1].id if len(found) > PAGE_SIZE else None,
             filters={"state": state or "", "queue": q.get("queue", ""), "q": q.get("q", "")},
-            counts=self.backend.stats(lease_ttl_s=self.lease_ttl_s).by_state,
+            counts=self.client.status().by_state,
         )
 
     def _exact(
@@ -176,7 +175,7 @@ class _Views:
         if not search or not ids.is_valid(search):
             return None
         try:
-            job = self.backend.get_job(search)
+            job = self.client.get(search)
         except errors.JobNotFound:
             return None
         matches = (state is None or job.state == state) and (queue is None or job.queue == queue)
@@ -185,8 +184,8 @@ class _Views:
     def job(self, request: Request) -> Response:
         job_id = _job_id(request)
         try:
-            found = self.backend.get_job(job_id)
-            runs = self.backend.runs(job_id)
+            found = self.client.get(job_id)
+            runs = self.client.runs(job_id)
         except errors.JobNotFound:
             return self.render(request, "error.html", 404, message=f"no job with id {job_id!r}")
         return self.render(
@@ -199,19 +198,20 @@ class _Views:
         )
 
     def dlq(self, request: Request) -> Response:
-        dead = self.backend.list_jobs(state=models.JobState.DEAD, limit=500)
+        dead = self.client.dlq(limit=500)
         return self.render(request, "dlq.html", jobs=dead)
 
     def workers(self, request: Request) -> Response:
-        found = self.backend.list_workers(lease_ttl_s=self.lease_ttl_s)
-        return self.render(request, "workers.html", workers=found, stale_after=self.lease_ttl_s / 2)
+        found = self.client.workers()
+        stale_after = self.client.settings.lease_ttl_s / 2
+        return self.render(request, "workers.html", workers=found, stale_after=stale_after)
 
     def schedules(self, request: Request) -> Response:
-        return self.render(request, "schedules.html", schedules=self.backend.list_schedules())
+        return self.render(request, "schedules.html", schedules=self.client.schedules())
 
     def healthz(self, request: Request) -> Response:
         try:
-            self.backend.get_settings()
+            self.client.ping()
         except errors.QueuectlError as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=503)
         return JSONResponse({"ok": True})
@@ -223,7 +223,9 @@ class _Views:
             from queuectl.metrics import Metrics
 
             self._metrics = Metrics("dashboard")
-            self._metrics.add_queue_collector(self.backend, lease_ttl_s=self.lease_ttl_s)
+            self._metrics.add_queue_collector(
+                self.client.backend, lease_ttl_s=self.client.settings.lease_ttl_s
+            )
         return Response(generate_latest(self._metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def login(self, request: Request) -> Response:
@@ -261,37 +263,37 @@ class _Views:
 
     def cancel(self, request: Request, form: dict[str, str]) -> str:
         job_id = _job_id(request)
-        self.backend.cancel(job_id)
+        self.client.cancel(job_id)
         return _local(form.get("next")) or job_url(job_id)
 
     def retry(self, request: Request, form: dict[str, str]) -> str:
         job_id = _job_id(request)
-        self.backend.retry([job_id])
+        self.client.retry(job_id)
         return _local(form.get("next")) or job_url(job_id)
 
     def dlq_retry(self, request: Request, form: dict[str, str]) -> str:
         if form.get("all"):
-            self.backend.retry_all_dead()
+            self.client.dlq_retry_all()
         elif ids := [v for k, v in form.items() if k.startswith("id:")]:
-            self.backend.retry(ids, dead_only=True)
+            self.client.dlq_retry(ids)
         return "/dlq"
 
     def stop_workers(self, request: Request, form: dict[str, str]) -> str:
-        self.backend.request_stop(lease_ttl_s=self.lease_ttl_s)
+        self.client.stop_workers()
         return "/workers"
 
     def stop_worker(self, request: Request, form: dict[str, str]) -> str:
         worker_id = _named(request, "worker_id", "id")
-        if not self.backend.request_stop(lease_ttl_s=self.lease_ttl_s, worker_ids=[worker_id]):
+        if not self.client.stop_workers([worker_id]):
             raise errors.NotFound(f"no live worker {worker_id!r}")
         return "/workers"
 
     def pause(self, request: Request, form: dict[str, str]) -> str:
-        self.backend.pause_schedule(_named(request, "name", "name"), paused=True)
+        self.client.pause_schedule(_named(request, "name", "name"))
         return "/schedules"
 
     def resume(self, request: Request, form: dict[str, str]) -> str:
-        resume_schedule(self.backend, _named(request, "name", "name"))
+        self.client.resume_schedule(_named(request, "name", "name"))
         return "/schedules"
 
 

@@ -22,9 +22,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from queuectl import errors, models
+from queuectl import errors, models, specs
 from queuectl.backends.base import Backend
-from queuectl.cli import specs
 from queuectl.web.app import create_app
 from tests.conftest import Cli
 from tests.e2e.test_bad_input import snapshot

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from queuectl import allowlist, config, errors
+from queuectl import allowlist, config, errors, policy
 from queuectl.allowlist import METACHARACTERS, allows
 
 EXAMPLES: list[tuple[str, str, bool]] = [
@@ -191,13 +191,13 @@ def test_a_toml_array_is_a_list_too() -> None:
 
 
 def test_the_database_list_is_a_policy_key_and_a_broken_one_fails_closed() -> None:
-    assert config.policy_from_rows({}).allowed_commands is None
-    stored = config.policy_text(config.parse_policy_value("allowed-commands", '[ "echo *" ]'))
+    assert policy.policy_from_rows({}).allowed_commands is None
+    stored = policy.policy_text(policy.parse_policy_value("allowed-commands", '[ "echo *" ]'))
     assert stored == '["echo *"]'
-    assert config.policy_from_rows({"allowed-commands": stored}).allowed_commands == ("echo *",)
-    assert config.policy_from_rows({"allowed-commands": "none"}).allowed_commands is None
+    assert policy.policy_from_rows({"allowed-commands": stored}).allowed_commands == ("echo *",)
+    assert policy.policy_from_rows({"allowed-commands": "none"}).allowed_commands is None
     # written by hand into the settings table: workers must not fall back to "anything"
-    assert config.policy_from_rows({"allowed-commands": "[oops"}).allowed_commands == ()
+    assert policy.policy_from_rows({"allowed-commands": "[oops"}).allowed_commands == ()
 
 
 def test_a_worker_pins_its_own_list_from_the_environment_or_the_config_file(

@@ -1,4 +1,5 @@
-"""Unit tests of queuectl.config: settings layering and validation, and the queue-policy keys."""
+"""Unit tests of queuectl.config (settings layering and validation) and queuectl.policy (the
+queue-policy keys)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from queuectl import config, errors, models
+from queuectl import policy as dbpolicy
 
 
 def _write(path: Path, text: str) -> Path:
@@ -308,19 +310,19 @@ BAD_VALUES: list[tuple[str, str]] = [
 
 
 def test_good_and_bad_values_cover_every_policy_key():
-    assert {key for key, _, _ in GOOD_VALUES} == set(config.POLICY_KEYS)
-    assert {key for key, _ in BAD_VALUES} == set(config.POLICY_KEYS)
+    assert {key for key, _, _ in GOOD_VALUES} == set(dbpolicy.POLICY_KEYS)
+    assert {key for key, _ in BAD_VALUES} == set(dbpolicy.POLICY_KEYS)
 
 
 def test_every_policy_key_names_a_policy_field():
     names = {f.name for f in dataclasses.fields(models.Policy)}
-    assert {spec.attr for spec in config.POLICY_KEYS.values()} == names
-    assert all(spec.key == key and spec.help for key, spec in config.POLICY_KEYS.items())
+    assert {spec.attr for spec in dbpolicy.POLICY_KEYS.values()} == names
+    assert all(spec.key == key and spec.help for key, spec in dbpolicy.POLICY_KEYS.items())
 
 
 @pytest.mark.parametrize(("key", "text", "expected"), GOOD_VALUES)
 def test_parse_policy_value_accepts_good_values(key, text, expected):
-    value = config.parse_policy_value(key, text)
+    value = dbpolicy.parse_policy_value(key, text)
     assert value == expected
     assert type(value) is type(expected)
 
@@ -328,25 +330,25 @@ def test_parse_policy_value_accepts_good_values(key, text, expected):
 @pytest.mark.parametrize(("key", "text"), BAD_VALUES)
 def test_parse_policy_value_rejects_bad_values_naming_the_key(key, text):
     with pytest.raises(errors.UsageError, match=f"^bad value for {key}: "):
-        config.parse_policy_value(key, text)
+        dbpolicy.parse_policy_value(key, text)
 
 
 def test_parse_policy_value_rejects_an_unknown_key_listing_the_known_ones():
     with pytest.raises(errors.UsageError, match="unknown config key 'retries'") as info:
-        config.parse_policy_value("retries", "3")
+        dbpolicy.parse_policy_value("retries", "3")
     assert "max-retries" in str(info.value)
 
 
 def test_policy_key_returns_the_spec():
-    assert config.policy_key("max-retries").attr == "max_retries"
+    assert dbpolicy.policy_key("max-retries").attr == "max_retries"
 
 
 def test_policy_from_no_rows_is_the_default_policy():
-    assert config.policy_from_rows({}) == models.Policy()
+    assert dbpolicy.policy_from_rows({}) == models.Policy()
 
 
 def test_policy_from_rows_parses_stored_text():
-    policy = config.policy_from_rows(
+    policy = dbpolicy.policy_from_rows(
         {
             "max-retries": "5",
             "backoff-base": "3",
@@ -367,14 +369,14 @@ def test_policy_from_rows_parses_stored_text():
 
 
 def test_policy_from_rows_ignores_unknown_keys_and_unparsable_values():
-    policy = config.policy_from_rows(
+    policy = dbpolicy.policy_from_rows(
         {"colour": "blue", "max-retries": "lots", "backoff-base": "0.1", "output-limit": "2048"}
     )
     assert policy == models.Policy(output_limit=2048)
 
 
 def test_policy_from_rows_reads_none_as_no_job_timeout():
-    assert config.policy_from_rows({"job-timeout": "none"}).job_timeout_s is None
+    assert dbpolicy.policy_from_rows({"job-timeout": "none"}).job_timeout_s is None
 
 
 @pytest.mark.parametrize(
@@ -382,14 +384,14 @@ def test_policy_from_rows_reads_none_as_no_job_timeout():
     [(None, "none"), (3600.0, "3600"), (2.0, "2"), (0.5, "0.5"), (3, "3"), (0.25, "0.25")],
 )
 def test_policy_text(value, text):
-    assert config.policy_text(value) == text
+    assert dbpolicy.policy_text(value) == text
 
 
 @pytest.mark.parametrize(("key", "text", "expected"), GOOD_VALUES)
 def test_stored_policy_text_reads_back_as_the_same_value(key, text, expected):
-    stored = config.policy_text(config.parse_policy_value(key, text))
-    policy = config.policy_from_rows({key: stored})
-    assert getattr(policy, config.POLICY_KEYS[key].attr) == expected
+    stored = dbpolicy.policy_text(dbpolicy.parse_policy_value(key, text))
+    policy = dbpolicy.policy_from_rows({key: stored})
+    assert getattr(policy, dbpolicy.POLICY_KEYS[key].attr) == expected
 
 
 @pytest.mark.parametrize(
@@ -398,16 +400,16 @@ def test_stored_policy_text_reads_back_as_the_same_value(key, text, expected):
 def test_a_tiny_accepted_duration_survives_being_stored(key, text):
     # `config set` stores policy_text(parse_policy_value(...)); every worker reads it back
     # with policy_from_rows, which silently drops text that no longer parses
-    value = config.parse_policy_value(key, text)
-    stored = config.policy_text(value)
-    policy = config.policy_from_rows({key: stored})
-    assert getattr(policy, config.POLICY_KEYS[key].attr) == value
+    value = dbpolicy.parse_policy_value(key, text)
+    stored = dbpolicy.policy_text(value)
+    policy = dbpolicy.policy_from_rows({key: stored})
+    assert getattr(policy, dbpolicy.POLICY_KEYS[key].attr) == value
 
 
 @pytest.mark.parametrize("key", ["backoff-max", "job-timeout"])
 def test_a_duration_under_a_millisecond_is_rejected(key):
     with pytest.raises(errors.UsageError, match="at least 1ms"):
-        config.parse_policy_value(key, "0.00001")
+        dbpolicy.parse_policy_value(key, "0.00001")
 
 
 def test_a_heartbeat_longer_than_a_third_of_the_lease_is_refused():
@@ -423,7 +425,7 @@ def test_a_heartbeat_longer_than_a_third_of_the_lease_is_refused():
 )
 def test_absurdly_large_policy_values_are_refused(key, text):
     with pytest.raises(errors.UsageError, match=f"bad value for {key}"):
-        config.parse_policy_value(key, text)
+        dbpolicy.parse_policy_value(key, text)
 
 
 def test_hostname_setting_comes_from_the_environment():

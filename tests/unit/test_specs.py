@@ -1,4 +1,4 @@
-"""Unit tests of queuectl.cli.specs: enqueue input (JSON, NDJSON, flags) into JobSpecs."""
+"""Unit tests of queuectl.specs: enqueue input (JSON, NDJSON, flags) into JobSpecs."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from queuectl import errors, models
-from queuectl.cli import specs
-from queuectl.cli.specs import Overrides, apply_overrides, parse_json_arg, parse_ndjson
+from queuectl import errors, models, specs
+from queuectl.specs import Overrides, apply_overrides, parse_json_arg, parse_ndjson
 
 INT32 = 2**31 - 1
 

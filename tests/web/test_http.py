@@ -8,13 +8,15 @@ from datetime import timedelta
 import pytest
 from starlette.testclient import TestClient
 
-from queuectl import models
+from queuectl import Client, models
 from queuectl.backends.base import Backend
+from queuectl.config import Settings
 from queuectl.web.app import create_app
 
 
-def client(backend: Backend, **kw: object) -> TestClient:
-    return TestClient(create_app(backend, **kw), follow_redirects=False)  # type: ignore[arg-type]
+def client(backend: Backend, lease_ttl_s: float = 10.0, **kw: object) -> TestClient:
+    api = Client.over(backend, Settings(database_url=backend.url, lease_ttl_s=lease_ttl_s))
+    return TestClient(create_app(api, **kw), follow_redirects=False)  # type: ignore[arg-type]
 
 
 def csrf(c: TestClient, page: str = "/") -> str:
