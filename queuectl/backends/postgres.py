@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import psycopg
 
 from queuectl import config, models
-from queuectl.backends import common
+from queuectl.backends import common, store
 from queuectl.backends.base import Enqueued
-from queuectl.backends.connector import Session
+from queuectl.backends.connector import Row, Session
 from queuectl.backends.postgres_connector import (
     MIGRATIONS,
     PgConnector,
@@ -24,7 +24,6 @@ from queuectl.backends.postgres_connector import (
     Q,
     first_line,
 )
-from queuectl.backends.store import SqlBackend
 
 # the claim statement for every queue (False) and for a list of queues (True)
 _CLAIM = {
@@ -35,7 +34,7 @@ _MIGRATE_LOCK = 0x71756575  # pg_advisory_xact_lock key: one migrator at a time
 _LISTEN_RETRY_S = (1.0, 8.0)  # the LISTEN session reconnects after 1, 2, 4, 8, 8 ... s
 
 
-class PostgresBackend(SqlBackend):
+class PostgresBackend(store.SqlBackend):
     notifies = True
     single_host = False
 
@@ -101,24 +100,20 @@ class PostgresBackend(SqlBackend):
         return Enqueued(now, rows)
 
     # --- workers ---------------------------------------------------------------------------------
-    def claim(
-        self, slot_ids: Sequence[str], queues: Sequence[str], *, host: str, lease_ttl_s: float
-    ) -> list[models.Job]:
-        if not slot_ids:
-            return []
+    def _claim(
+        self, slots: store.Names, queues: store.Names, host: str, lease_s: float
+    ) -> list[Row]:
         params = {
-            "limit": len(slot_ids),
-            "slots": list(slot_ids),
+            "limit": len(slots),
+            "slots": list(slots),
             "host": host,
-            "lease_s": lease_ttl_s,
+            "lease_s": lease_s,
             "queues": list(queues),
         }
+        # one statement, atomic by itself: no BEGIN and COMMIT (one round trip, not three)
         with self._pg.single() as s:
             s.cur.execute(_CLAIM[bool(queues)], params)
-            rows = s.cur.fetchall()
-        jobs = [self._job(r) for r in rows]
-        order = {slot: i for i, slot in enumerate(slot_ids)}
-        return sorted(jobs, key=lambda j: order[j.worker_id or ""])
+            return s.cur.fetchall()
 
     def finish_many(self, items: Sequence[models.Finish]) -> list[bool]:
         if not items:
@@ -152,69 +147,48 @@ class PostgresBackend(SqlBackend):
                 applied[i] = items[i].job.id in done
         return applied
 
-    def heartbeat(
-        self,
-        workers: Sequence[models.WorkerInfo],
-        running: Sequence[models.RunningJob],
-        *,
-        lease_ttl_s: float,
-    ) -> models.WorkerControl:
+    def _beat(
+        self, s: Session, workers: store.Workers, running: store.Running, lease_s: float
+    ) -> store.Beat:
+        # one statement per table for every slot and job of this process (arrays)
         stop = False
         renewed: dict[str, bool] = {}
-        with self._pg.transaction() as s:
-            cur = s.cur
-            if workers:
-                first = workers[0]
-                cur.execute(
-                    Q["beat_workers"],
-                    {
-                        "host": first.host,
-                        "pid": first.pid,
-                        "queues": list(first.queues),
-                        "ids": [w.id for w in workers],
-                    },
-                )
-                stop = any(r["stop_requested"] for r in cur.fetchall())
-            if running:
-                cur.execute(
-                    Q["beat_jobs"],
-                    {
-                        "ids": [r.job.id for r in running],
-                        "tokens": [r.job.lease_token for r in running],
-                        "sessions": [r.session for r in running],
-                        "lease_s": lease_ttl_s,
-                    },
-                )
-                renewed = {r["id"]: r["cancel_requested"] for r in cur.fetchall()}
-                changed = [r for r in running if r.output is not None and r.job.id in renewed]
-                if changed:
-                    cur.execute(
-                        Q["beat_output"],
-                        {
-                            "ids": [r.job.id for r in changed],
-                            "attempts": [r.job.run_count for r in changed],
-                            "outputs": [r.output for r in changed],
-                            "bytes": [r.output_bytes for r in changed],
-                        },
-                    )
-        return models.WorkerControl(
-            stop=stop,
-            cancel=frozenset(i for i, cancel in renewed.items() if cancel),
-            lost=frozenset(r.job.id for r in running if r.job.id not in renewed),
-        )
+        if workers:
+            first = workers[0]
+            params = {
+                "host": first.host,
+                "pid": first.pid,
+                "queues": list(first.queues),
+                "ids": [w.id for w in workers],
+            }
+            stop = any(r["stop_requested"] for r in s.all("beat_workers", params))
+        if running:
+            beats = {
+                "ids": [r.job.id for r in running],
+                "tokens": [r.job.lease_token for r in running],
+                "sessions": [r.session for r in running],
+                "lease_s": lease_s,
+            }
+            renewed = {r["id"]: r["cancel_requested"] for r in s.all("beat_jobs", beats)}
+            changed = [r for r in running if r.output is not None and r.job.id in renewed]
+            if changed:
+                outputs = {
+                    "ids": [r.job.id for r in changed],
+                    "attempts": [r.job.run_count for r in changed],
+                    "outputs": [r.output for r in changed],
+                    "bytes": [r.output_bytes for r in changed],
+                }
+                s.run("beat_output", outputs)
+        return stop, renewed
 
     def notify_due(self, *, window_s: float) -> int:
         return len(self._read("notify_due", {"window_s": window_s}))
 
-    def listen(
-        self,
-        on_notify: Callable[[str, str], None],
-        stop: threading.Event,
-        *,
-        on_error: Callable[[str], None] | None = None,
+    def _watch(
+        self, on_notify: store.OnNotify, stop: threading.Event, on_error: store.OnError
     ) -> bool:
-        """Deliver wake-up and control notifications until `stop`; re-listen after a lost
-        connection. Returns at once with False on backends without notifications."""
+        """Deliver wake-up and control notifications until `stop`, on a connection of its own
+        (LISTEN); re-listen after a lost connection."""
         pause = _LISTEN_RETRY_S[0]
         while not stop.is_set():
             try:

@@ -7,7 +7,6 @@ import re
 import select
 import threading
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -81,6 +80,18 @@ def _key(exc: psycopg.Error) -> str | None:
     """The taken value of a unique violation: `Key (id)=(x) already exists.` -> x."""
     match = re.search(r"\)=\((.*)\) already exists", exc.diag.message_detail or "")
     return match.group(1) if match else None
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _as_list(values: Sequence[str]) -> list[str]:
+    return list(values)
+
+
+def _as_tuple(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(values)
 
 
 class PgSession:
@@ -235,18 +246,7 @@ class PgConnector:
         with self._one_statement() as cur:
             yield PgSession(cur)
 
-    @staticmethod
-    def to_time(value: datetime) -> datetime:
-        return value
-
-    @staticmethod
-    def param_time(value: datetime | None) -> datetime | None:
-        return value
-
-    @staticmethod
-    def param_ids(values: Sequence[str]) -> list[str]:
-        return list(values)
-
-    @staticmethod
-    def strings(value: Sequence[str]) -> tuple[str, ...]:
-        return tuple(value)
+    # Postgres binds and returns timestamptz as datetimes, text[] as lists
+    to_time = param_time = staticmethod(_unchanged)
+    param_ids = staticmethod(_as_list)
+    strings = staticmethod(_as_tuple)

@@ -15,15 +15,15 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from queuectl import config, errors, models
-from queuectl.backends import common
+from queuectl.backends import common, store
 from queuectl.backends.base import Enqueued, JobRow
-from queuectl.backends.connector import Session
+from queuectl.backends.connector import Row, Session
 from queuectl.backends.sqlite_connector import (
     MIGRATIONS,
     Q,
@@ -32,13 +32,12 @@ from queuectl.backends.sqlite_connector import (
     switch_to_wal,
     ts,
 )
-from queuectl.backends.store import SqlBackend
 
 _WATCH_S = 0.005  # listen(): how often an idle worker looks for a commit by someone else
 _BULK_CACHE_KIB = -16384  # enqueue_bulk's page cache: 16 MiB (a negative cache_size counts KiB)
 
 
-class SqliteBackend(SqlBackend):
+class SqliteBackend(store.SqlBackend):
     notifies = False
     single_host = True
 
@@ -119,46 +118,40 @@ class SqliteBackend(SqlBackend):
         return Enqueued(now, rows)
 
     # --- workers ---------------------------------------------------------------------------------
-    def claim(
-        self, slot_ids: Sequence[str], queues: Sequence[str], *, host: str, lease_ttl_s: float
-    ) -> list[models.Job]:
-        if not slot_ids:
-            return []
+    def _claim(
+        self, slots: store.Names, queues: store.Names, host: str, lease_s: float
+    ) -> list[Row]:
         pick, params = _pick(queues)
         if not self._peek(pick, params):
             return []  # nothing due: an idle poll never takes the write lock
         with self._lite.tx() as conn:
             now = time.time()
-            picked = conn.execute(pick, params | {"now": now, "limit": len(slot_ids)}).fetchall()
+            picked = conn.execute(pick, params | {"now": now, "limit": len(slots)}).fetchall()
             if not picked:
                 return []
-            rows = conn.execute(
-                Q["claim"],
-                {
-                    "ids": json.dumps([r["id"] for r in picked]),
-                    "slots": json.dumps(list(slot_ids)),
-                    "host": host,
-                    "now": now,
-                    "lease_s": lease_ttl_s,
-                },
-            ).fetchall()
-            jobs = [self._job(r) for r in rows]
+            claimed = {
+                "ids": json.dumps([r["id"] for r in picked]),
+                "slots": json.dumps(list(slots)),
+                "host": host,
+                "now": now,
+                "lease_s": lease_s,
+            }
+            rows = conn.execute(Q["claim"], claimed).fetchall()
             conn.executemany(
                 Q["insert_run"],
                 (
                     {
-                        "job_id": job.id,
-                        "attempt": job.run_count,
-                        "worker_id": job.worker_id,
+                        "job_id": r["id"],
+                        "attempt": r["run_count"],
+                        "worker_id": r["worker_id"],
                         "started_at": now,
-                        "queue": job.queue,
-                        "due_at": job.run_at.timestamp(),
+                        "queue": r["queue"],
+                        "due_at": r["run_at"],
                     }
-                    for job in jobs
+                    for r in rows
                 ),
             )
-        order = {slot: i for i, slot in enumerate(slot_ids)}
-        return sorted(jobs, key=lambda j: order[j.worker_id or ""])
+        return rows
 
     def _finish_in(self, s: Session, items: Sequence[models.Finish]) -> list[bool]:
         # row by row, in the caller's one write transaction: one commit (and one WAL sync)
@@ -174,70 +167,36 @@ class SqliteBackend(SqlBackend):
             applied.append(done is not None)
         return applied
 
-    def heartbeat(
-        self,
-        workers: Sequence[models.WorkerInfo],
-        running: Sequence[models.RunningJob],
-        *,
-        lease_ttl_s: float,
-    ) -> models.WorkerControl:
+    def _beat(
+        self, s: Session, workers: store.Workers, running: store.Running, lease_s: float
+    ) -> store.Beat:
+        # row by row: no arrays, and every statement is cheap under the one write lock
+        assert isinstance(s, SqliteSession)
+        execute, now = s.conn.execute, s.now
         stop = False
         renewed: dict[str, bool] = {}
-        with self._lite.tx() as conn:
-            now = time.time()
-            for w in workers:
-                row = conn.execute(
-                    Q["beat_workers"],
-                    {
-                        "id": w.id,
-                        "host": w.host,
-                        "pid": w.pid,
-                        "queues": json.dumps(w.queues),
-                        "now": now,
-                    },
-                ).fetchone()
-                stop = stop or bool(row["stop_requested"])
-            for r in running:
-                row = conn.execute(
-                    Q["beat_jobs"],
-                    {
-                        "id": r.job.id,
-                        "token": r.job.lease_token,
-                        "now": now,
-                        "lease_s": lease_ttl_s,
-                        "session": r.session,
-                    },
-                ).fetchone()
-                if row is None:
-                    continue
-                renewed[r.job.id] = bool(row["cancel_requested"])
-                if r.output is not None:
-                    conn.execute(
-                        Q["beat_output"],
-                        {
-                            "id": r.job.id,
-                            "attempt": r.job.run_count,
-                            "output": r.output,
-                            "bytes": r.output_bytes,
-                        },
-                    )
-        return models.WorkerControl(
-            stop=stop,
-            cancel=frozenset(i for i, cancel in renewed.items() if cancel),
-            lost=frozenset(r.job.id for r in running if r.job.id not in renewed),
-        )
+        for w in workers:
+            params = {"id": w.id, "host": w.host, "pid": w.pid, "now": now}
+            row = execute(Q["beat_workers"], params | {"queues": json.dumps(w.queues)}).fetchone()
+            stop = stop or bool(row["stop_requested"])
+        for r in running:
+            lease = {"id": r.job.id, "token": r.job.lease_token, "session": r.session}
+            row = execute(Q["beat_jobs"], lease | {"now": now, "lease_s": lease_s}).fetchone()
+            if row is None:
+                continue
+            renewed[r.job.id] = bool(row["cancel_requested"])
+            if r.output is not None:
+                output = {"attempt": r.job.run_count, "output": r.output, "bytes": r.output_bytes}
+                execute(Q["beat_output"], output | {"id": r.job.id})
+        return stop, renewed
 
     def _peek(self, pick: str, params: dict[str, Any]) -> bool:
         """Whether a job is due, read without the write lock."""
         with self._lite.use() as conn:
             return bool(conn.execute(pick, params | {"now": time.time(), "limit": 1}).fetchall())
 
-    def listen(
-        self,
-        on_notify: Callable[[str, str], None],
-        stop: threading.Event,
-        *,
-        on_error: Callable[[str], None] | None = None,
+    def _watch(
+        self, on_notify: store.OnNotify, stop: threading.Event, on_error: store.OnError
     ) -> bool:
         """SQLite has no notifications. Instead: PRAGMA data_version, which changes whenever
         another connection commits, read every few ms on a connection of its own. That is a

@@ -77,6 +77,14 @@ def switch_to_wal(conn: sqlite3.Connection) -> None:
         pause = min(pause * 2, 0.1)
 
 
+def _json_list(values: Sequence[str]) -> str:
+    return json.dumps(list(values))
+
+
+def _from_json(value: str) -> tuple[str, ...]:
+    return tuple(json.loads(value))
+
+
 class SqliteSession:
     """Named queries on one connection (connector.Session); `:now` is bound in every one to
     the session's clock reading, taken when it began (inside the transaction, if any)."""
@@ -191,18 +199,8 @@ class SqliteConnector:
         with self.use() as conn:
             yield SqliteSession(conn)
 
-    @staticmethod
-    def to_time(value: float) -> datetime:
-        return ts(value)
-
-    @staticmethod
-    def param_time(value: datetime | None) -> float | None:
-        return epoch(value)
-
-    @staticmethod
-    def param_ids(values: Sequence[str]) -> str:
-        return json.dumps(list(values))
-
-    @staticmethod
-    def strings(value: str) -> tuple[str, ...]:
-        return tuple(json.loads(value))
+    # SQLite stores times as epoch seconds and lists as JSON text (read with json_each)
+    to_time = staticmethod(ts)
+    param_time = staticmethod(epoch)
+    param_ids = staticmethod(_json_list)
+    strings = staticmethod(_from_json)

@@ -9,7 +9,8 @@ migrations, and the two hooks below (`_notify`, `_signal`) where Postgres wakes 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,15 @@ from queuectl import config, errors, models
 from queuectl.backends import common
 from queuectl.backends.base import Enqueued, Reap
 from queuectl.backends.connector import Connector, Row, Session
+
+# the dialect hooks' argument types, short enough for one line; a heartbeat's result: whether
+# a stop was asked, and {renewed job id: cancel requested}
+Beat = tuple[bool, dict[str, bool]]
+Names = Sequence[str]
+Workers = Sequence[models.WorkerInfo]
+Running = Sequence[models.RunningJob]
+OnNotify = Callable[[str, str], None]
+OnError = Callable[[str], None] | None
 
 
 class SqlBackend:
@@ -34,8 +44,22 @@ class SqlBackend:
         """Insert the specs' rows (defaults resolved by common.job_rows) inside `s`."""
         raise NotImplementedError
 
+    def _claim(self, slots: Names, queues: Names, host: str, lease_s: float) -> list[Row]:
+        """Claim up to len(slots) due jobs in one transaction (or one statement); their rows."""
+        raise NotImplementedError
+
     def _finish_in(self, s: Session, items: Sequence[models.Finish]) -> list[bool]:
         """Write finished attempts inside `s` (each job at most once); whether each applied."""
+        raise NotImplementedError
+
+    def _beat(self, s: Session, workers: Workers, running: Running, lease_s: float) -> Beat:
+        """Upsert the workers' rows, renew the running jobs' leases and store their output
+        inside `s`: whether any worker was asked to stop, and per renewed job whether its
+        cancel was requested."""
+        raise NotImplementedError
+
+    def _watch(self, on_notify: OnNotify, stop: threading.Event, on_error: OnError) -> bool:
+        """`listen` in this dialect."""
         raise NotImplementedError
 
     def _notify(self, s: Session, queues: Iterable[str]) -> None:
@@ -147,6 +171,15 @@ class SqlBackend:
         return self._write("purge_dead")
 
     # --- workers ----------------------------------------------------------------------------------
+    def claim(
+        self, slot_ids: Names, queues: Names, *, host: str, lease_ttl_s: float
+    ) -> list[models.Job]:
+        if not slot_ids:
+            return []
+        jobs = [self._job(r) for r in self._claim(slot_ids, queues, host, lease_ttl_s)]
+        order = {slot: i for i, slot in enumerate(slot_ids)}  # the i-th job to the i-th slot
+        return sorted(jobs, key=lambda j: order[j.worker_id or ""])
+
     def finish(self, job: models.Job, outcome: models.Outcome, retry_in: timedelta | None) -> bool:
         return self.finish_many([models.Finish(job, outcome, retry_in)])[0]
 
@@ -155,6 +188,17 @@ class SqlBackend:
             return []
         with self.c.transaction() as s:
             return self._finish_in(s, items)
+
+    def heartbeat(
+        self, workers: Workers, running: Running, *, lease_ttl_s: float
+    ) -> models.WorkerControl:
+        with self.c.transaction() as s:
+            stop, renewed = self._beat(s, workers, running, lease_ttl_s)
+        return models.WorkerControl(
+            stop=stop,
+            cancel=frozenset(i for i, cancel in renewed.items() if cancel),
+            lost=frozenset(r.job.id for r in running if r.job.id not in renewed),
+        )
 
     def recover_expired(self, reap: Reap, *, lease_ttl_s: float) -> list[models.Job]:
         # Two phases, so that `reap` (a /proc scan, kills) runs outside any transaction: on
@@ -344,3 +388,8 @@ class SqlBackend:
 
     def oldest_due(self) -> dict[str, float]:
         return {r["queue"]: max(0.0, float(r["age_s"])) for r in self._read("oldest_due")}
+
+    def listen(
+        self, on_notify: OnNotify, stop: threading.Event, *, on_error: OnError = None
+    ) -> bool:
+        return self._watch(on_notify, stop, on_error)
