@@ -1,14 +1,6 @@
-"""Client: queuectl's public Python API. The CLI and the dashboard are thin layers over it.
-
-    from queuectl import Client
-
-    with Client() as q:                     # the database the CLI would use
-        job = q.enqueue("echo hello", queue="mail", delay="5m")
-        done = q.wait([job.id], timeout=60)
-
-Every method validates its input before it writes anything, and raises the classes in
-queuectl.errors the CLI's exit codes come from (UsageError -> 2, NotFound -> 3, ...).
-"""
+"""Client: queuectl's public Python API; the CLI and the dashboard are layers over it. Every
+method checks its input before it writes anything, and raises the classes in queuectl.errors
+the CLI's exit codes come from (UsageError -> 2, NotFound -> 3, ...)."""
 
 from __future__ import annotations
 
@@ -16,14 +8,12 @@ import builtins
 import os
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from queuectl import config, errors, models
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from queuectl.backends.base import Backend, Enqueued
     from queuectl.policy import Entry
     from queuectl.specs import Duration
@@ -63,11 +53,8 @@ class Client:
     @classmethod
     def over(cls, backend: Backend, settings: config.Settings | None = None) -> Client:
         """A client over a backend the caller opened (and closes: `close()` leaves it open)."""
-        client = cls.__new__(cls)
-        client.settings = settings or config.Settings(database_url=backend.url)
-        client._backend = backend
-        client._owned = False
-        client._closed = False
+        client = cls(settings=settings or config.Settings(database_url=backend.url))
+        client._backend, client._owned = backend, False
         return client
 
     @property
@@ -96,12 +83,7 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # --- enqueue ------------------------------------------------------------------------------
@@ -132,17 +114,8 @@ class Client:
         taken id; nothing is written then."""
         from queuectl import specs
 
-        spec = _spec(command)
-        overrides = specs.Overrides(
-            id=id,
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            timeout=timeout,
-            max_retries=max_retries,
-            ttl=ttl,
-        )
+        spec = specs.as_spec(command)
+        overrides = specs.Overrides(id, queue, priority, delay, run_at, timeout, max_retries, ttl)
         if overrides != specs.Overrides():
             spec = specs.apply_overrides(spec, overrides, python=True)
         self._check_allowed([spec.command])
@@ -166,12 +139,9 @@ class Client:
         return self.backend.enqueue_bulk(checked)
 
     def _checked(self, jobs: Iterable[JobInput]) -> builtins.list[models.JobSpec]:
-        checked = []
-        for number, job in enumerate(jobs, start=1):
-            try:
-                checked.append(_spec(job))
-            except errors.UsageError as exc:
-                raise errors.UsageError(f"job {number}: {exc}") from None
+        from queuectl import specs
+
+        checked = specs.as_specs(jobs)
         self._check_allowed([s.command for s in checked], numbered=True)
         return checked
 
@@ -242,24 +212,20 @@ class Client:
 
     def retry_many(self, ids: Iterable[str]) -> builtins.list[models.Job]:
         """`retry` for several jobs, all or nothing: one bad id and nothing changes."""
-        return self.backend.retry(_ids(ids))
+        from queuectl import specs
+
+        return self.backend.retry(specs.check_ids(ids))
 
     def wait(
-        self,
-        ids: str | Iterable[str],
-        timeout: Duration | None = None,
-        *,
-        poll: float = 0.05,
+        self, ids: str | Iterable[str], timeout: Duration | None = None, *, poll: float = 0.05
     ) -> builtins.list[models.Job]:
         """Block until every job is finished (completed, dead or cancelled) and return them
         in the order given. WaitTimeout (exit code 124) when `timeout` passes first; None
         waits for ever. JobNotFound at once for an unknown id (or one pruned meanwhile)."""
         from queuectl import specs
 
-        wanted = _ids([ids] if isinstance(ids, str) else ids)
-        deadline = None
-        if timeout is not None:
-            deadline = time.monotonic() + specs.seconds(timeout, "timeout")
+        wanted = specs.check_ids(ids)
+        deadline = None if timeout is None else time.monotonic() + specs.seconds(timeout, "timeout")
         done: dict[str, models.Job] = {}
         while True:
             for job_id in wanted:
@@ -289,16 +255,18 @@ class Client:
         self, since: Duration = "1h", *, queue: str | None = None
     ) -> builtins.list[models.RunSample]:
         """The attempts that finished within `since`: the raw data behind `stats`."""
-        return self.backend.run_samples(since_s=_window(since), queue=queue)
+        from queuectl import specs
+
+        return self.backend.run_samples(since_s=specs.window(since), queue=queue)
 
     def stats(self, since: Duration = "1h", *, queue: str | None = None) -> dict[str, Any]:
         """Throughput, success rate, run and wait percentiles of the attempts finished
         within `since`, overall and per queue (the JSON `queuectl stats --json` prints)."""
+        from queuectl import specs
         from queuectl import stats as stats_mod
 
-        window_s = _window(since)
-        samples = self.backend.run_samples(since_s=window_s, queue=queue)
-        return stats_mod.summarize(samples, window_s=window_s)
+        window_s = specs.window(since)
+        return stats_mod.summarize(self.run_samples(window_s, queue=queue), window_s=window_s)
 
     def oldest_due(self) -> dict[str, float]:
         """Per queue: seconds the oldest due, unclaimed job has waited."""
@@ -310,10 +278,10 @@ class Client:
 
     def stop_workers(self, ids: Iterable[str] | None = None) -> builtins.list[str]:
         """Ask every live worker (or the named ones) to drain; returns the ids asked."""
-        return self.backend.request_stop(
-            lease_ttl_s=self.settings.lease_ttl_s,
-            worker_ids=None if ids is None else _ids(ids),
-        )
+        from queuectl import specs
+
+        named = None if ids is None else specs.check_ids(ids)
+        return self.backend.request_stop(lease_ttl_s=self.settings.lease_ttl_s, worker_ids=named)
 
     def ping(self) -> None:
         """One round trip; BackendUnavailable (or SchemaMissing) when the database is not
@@ -328,7 +296,9 @@ class Client:
     def dlq_retry(self, ids: Iterable[str]) -> builtins.list[models.Job]:
         """Dead jobs back to pending with attempts reset to 0 (max_retries kept); all or
         nothing, InvalidTransition for a job that is not dead."""
-        return self.backend.retry(_ids(ids), dead_only=True)
+        from queuectl import specs
+
+        return self.backend.retry(specs.check_ids(ids), dead_only=True)
 
     def dlq_retry_all(self) -> int:
         """Every dead job back to pending; how many."""
@@ -354,32 +324,15 @@ class Client:
         max_retries) enqueued once per slot of a 5-field cron expression (UTC).
         DuplicateSchedule when the name is taken."""
         from queuectl import specs
-        from queuectl.cron import Cron
 
-        Cron.parse(cron)  # reject a bad expression before storing it
-        spec = specs.apply_overrides(
-            _spec(command),
-            specs.Overrides(
-                queue=queue, priority=priority, timeout=timeout, max_retries=max_retries
-            ),
-            python=True,
+        job = specs.Overrides(
+            queue=queue, priority=priority, timeout=timeout, max_retries=max_retries
         )
-        self._check_allowed([spec.command])  # its jobs would all be refused by the workers
-        if not isinstance(name, str) or len(name) > 64:
-            raise errors.UsageError(
-                f"schedule name {str(name)[:20]!r}… is longer than 64 characters"
-            )
-        return self.backend.add_schedule(
-            models.Schedule(
-                name=specs.check_id(name),
-                cron=cron.strip(),
-                command=spec.command,
-                queue=spec.queue,
-                priority=spec.priority,
-                timeout_s=spec.timeout_s,
-                max_retries=spec.max_retries,
-            )
+        schedule = specs.schedule(
+            name, cron, specs.apply_overrides(specs.as_spec(command), job, python=True)
         )
+        self._check_allowed([schedule.command])  # its jobs would all be refused by the workers
+        return self.backend.add_schedule(schedule)
 
     def schedules(self) -> builtins.list[models.Schedule]:
         """Every schedule."""
@@ -415,7 +368,7 @@ class Client:
         worker; returns the value as stored. UsageError for an unknown key or bad value."""
         from queuectl import policy
 
-        text = policy.policy_text(policy.parse_policy_value(key, _policy_input(value)))
+        text = policy.policy_text(policy.parse_policy_value(key, policy.value_text(value)))
         self.backend.set_setting(key, text)
         return text
 
@@ -432,23 +385,9 @@ class Client:
 
         return policy.entries(self.backend.get_settings())
 
-    def policy(self) -> models.Policy:
-        """The typed policy every worker applies now."""
-        return self.backend.policy()
-
     def migrate(self) -> int:
         """Create or upgrade the schema (idempotent); the schema version."""
         return self.backend.migrate()
-
-
-def _spec(job: object) -> models.JobSpec:
-    from queuectl import specs
-
-    if isinstance(job, str):
-        return models.JobSpec(command=specs.check_command(job))
-    if isinstance(job, Mapping):
-        return specs.spec_from_object(dict(job))
-    return specs.check_spec(job)
 
 
 def _state(value: models.JobState | str | None) -> models.JobState | None:
@@ -458,34 +397,3 @@ def _state(value: models.JobState | str | None) -> models.JobState | None:
         return models.JobState(value.lower())
     except (ValueError, AttributeError):
         raise errors.UsageError(f"unknown state {value!r} (one of: {STATES})") from None
-
-
-def _ids(ids: Iterable[str]) -> builtins.list[str]:
-    out = [ids] if isinstance(ids, str) else builtins.list(ids)
-    if not out:
-        raise errors.UsageError("no job ids given")
-    for job_id in out:
-        if not isinstance(job_id, str):
-            raise errors.UsageError(f"a job id must be a string, not {type(job_id).__name__}")
-    return out
-
-
-def _window(since: Duration) -> float:
-    from queuectl import specs
-
-    window_s = specs.seconds(since, "since")
-    if window_s <= 0:
-        raise errors.UsageError("since must be longer than 0s")
-    return window_s
-
-
-def _policy_input(value: object) -> str:
-    if isinstance(value, timedelta):
-        return f"{value.total_seconds()}s"
-    if value is None:
-        return "none"
-    if isinstance(value, builtins.list | tuple):
-        import json
-
-        return json.dumps(builtins.list(value))
-    return str(value)

@@ -5,6 +5,7 @@ settings table, so every worker on every host shares them (models.Policy is the 
 # each of them at import
 import math
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import NamedTuple
 
 from queuectl import errors, models
@@ -172,6 +173,20 @@ def policy_from_rows(rows: Mapping[str, str]) -> models.Policy:
                 changes[spec.attr] = ()
             continue
     return policy.replace(**changes)
+
+
+def value_text(value: object) -> str:
+    """A value given in Python (5, 0.5, a timedelta, None, a list of patterns) as the text
+    `config set` takes."""
+    if value is None:
+        return "none"
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds()}s"
+    if isinstance(value, list | tuple):
+        import json
+
+        return json.dumps(list(value))
+    return str(value)
 
 
 def policy_text(value: object) -> str:

@@ -32,18 +32,7 @@ _FRESH: dict[str, object] = {
 }
 _IGNORED = {"created_at", "updated_at"}
 _TIMING = frozenset({"run_at", "delay", "ttl", "expires_at"})  # rare: most jobs skip their checks
-_FIELDS = {
-    "id",
-    "command",
-    "queue",
-    "priority",
-    "run_at",
-    "delay",
-    "timeout",
-    "max_retries",
-    "ttl",
-    "expires_at",
-}
+_FIELDS = _TIMING | {"id", "command", "queue", "priority", "timeout", "max_retries"}
 
 
 Duration = str | float | timedelta  # "5m", seconds, or a timedelta
@@ -295,8 +284,7 @@ def _seconds(value: object, name: str) -> float:
 
 
 def seconds(value: object, name: str) -> float:
-    """A duration (seconds, a timedelta, or text like 30s) as non-negative seconds; the
-    UsageError names it `name`."""
+    """A duration (seconds, a timedelta, or text like 30s) as seconds >= 0."""
     return _seconds(value, name)
 
 
@@ -351,3 +339,58 @@ def _after(seconds: float) -> datetime:
         return models.utcnow() + timedelta(seconds=seconds)
     except OverflowError:
         raise errors.UsageError("delay is too large") from None
+
+
+def as_spec(job: object) -> models.JobSpec:
+    """What Client.enqueue takes as a job: a shell command, a dict in the JSON shape of
+    `queuectl enqueue`, or a JobSpec (held to the same rules)."""
+    if isinstance(job, str):
+        return models.JobSpec(command=check_command(job))
+    if isinstance(job, Mapping):
+        return spec_from_object(dict(job))
+    return check_spec(job)
+
+
+def as_specs(jobs: Iterable[object]) -> list[models.JobSpec]:
+    """`as_spec` of each job; a UsageError names the job's number (from 1)."""
+    checked = []
+    for number, job in enumerate(jobs, start=1):
+        try:
+            checked.append(as_spec(job))
+        except errors.UsageError as exc:
+            raise errors.UsageError(f"job {number}: {exc}") from None
+    return checked
+
+
+def check_ids(ids: Iterable[str]) -> list[str]:
+    """One id or several, as a non-empty list of strings."""
+    out = [ids] if isinstance(ids, str) else list(ids)
+    if not out or not all(isinstance(job_id, str) for job_id in out):
+        raise errors.UsageError(f"give one or more job ids (strings), not {str(out)[:60]}")
+    return out
+
+
+def window(since: object) -> float:
+    """A stats window (seconds, a timedelta or text like 1h), longer than 0s."""
+    window_s = _seconds(since, "since")
+    if window_s <= 0:
+        raise errors.UsageError("since must be longer than 0s")
+    return window_s
+
+
+def schedule(name: str, cron: str, spec: models.JobSpec) -> "models.Schedule":
+    """A recurring job: a cron expression, a job-id-like name (<= 64), a checked spec."""
+    from queuectl.cron import Cron
+
+    Cron.parse(cron)  # reject a bad expression before storing it
+    if not isinstance(name, str) or len(name) > 64:
+        raise errors.UsageError(f"schedule name {str(name)[:20]!r}… is longer than 64 characters")
+    return models.Schedule(
+        name=check_id(name),
+        cron=cron.strip(),
+        command=spec.command,
+        queue=spec.queue,
+        priority=spec.priority,
+        timeout_s=spec.timeout_s,
+        max_retries=spec.max_retries,
+    )
