@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 
@@ -204,6 +206,82 @@ def test_recovery_leaves_the_leases_its_judge_refuses_and_sees_the_runs_session(
     seen.clear()
     backend.recover_expired(only_b, lease_ttl_s=30)
     assert seen == {"b": None}
+
+
+def _in_thread(call: Any, *args: Any, **kw: Any) -> Any:
+    """Run `call` on another thread and wait at most 5 s: a call that needs a lock the
+    caller holds (SQLite's write lock, a Postgres row lock) would not return in time."""
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(call(*args, **kw)), daemon=True)
+    thread.start()
+    thread.join(timeout=5)
+    assert not thread.is_alive(), f"{call.__name__} waited for the sweeper's locks"
+    return result[0]
+
+
+def test_recovery_reaps_outside_any_transaction_and_what_happens_meanwhile_wins(
+    backend: Backend,
+) -> None:
+    """recover_expired calls `reap` (a /proc scan, kills) holding no transaction: a renewal,
+    a finish or another sweep can write meanwhile, and the recovery then re-checks each
+    chosen job: still processing, under the same lease token, still expired."""
+    backend.enqueue([spec(id="renewed"), spec(id="finished"), spec(id="again"), spec(id="lost")])
+    jobs = {j.id: j for j in claim(backend, 4, ttl=0.05)}
+    time.sleep(0.15)
+    worker = models.WorkerInfo(id="w0", host=HOST, pid=1, queues=())
+
+    def judge(job: models.Job, host: str | None, session: str | None) -> bool:
+        if job.id == "renewed":  # its owner was alive after all and renews its lease
+            running = [models.RunningJob(jobs["renewed"])]
+            control = _in_thread(backend.heartbeat, [worker], running, lease_ttl_s=30)
+            assert "renewed" not in control.lost
+        elif job.id == "finished":  # its owner reports its result late, but in time
+            assert _in_thread(backend.finish, jobs["finished"], ok(), None)
+        elif job.id == "again":  # another sweeper recovers it, and a worker claims it again
+            swept = _in_thread(backend.recover_expired, only_again, lease_ttl_s=30)
+            assert [j.id for j in swept] == ["again"]
+            _in_thread(backend.retry, ["again"])
+            (claimed,) = _in_thread(claim, backend, 1, ("default",), 0.01)
+            assert claimed.id == "again"
+            time.sleep(0.05)  # expired again, under a new lease token
+        return True
+
+    def only_again(job: models.Job, host: str | None, session: str | None) -> bool:
+        return job.id == "again"
+
+    recovered = backend.recover_expired(judge, lease_ttl_s=30)
+    assert [j.id for j in recovered] == ["lost"]
+    assert backend.get_job("renewed").state is S.PROCESSING
+    assert backend.get_job("finished").state is S.COMPLETED
+    again = backend.get_job("again")
+    assert again.state is S.PROCESSING and again.lease_token == jobs["again"].lease_token + 1
+    assert backend.get_job("lost").state is S.FAILED
+    assert backend.get_job("lost").last_error == "worker lost"
+
+
+def _raw(backend: Backend, sql: str) -> None:
+    """One statement straight through the backend's connector (no pre-checks, no ON
+    CONFLICT): what the driver reports is translated by the connector alone."""
+    with cast(Any, backend).c.transaction() as session:
+        handle = getattr(session, "cur", None) or session.conn
+        handle.execute(sql)
+
+
+def test_a_unique_violation_means_the_same_error_on_both_dialects(backend: Backend) -> None:
+    backend.enqueue([spec(id="a"), spec(id="b")])
+    with pytest.raises(errors.DuplicateJob, match="duplicate job id"):
+        _raw(backend, "UPDATE queuectl_jobs SET id = 'a' WHERE id = 'b'")
+    for name in ("tick", "tock"):
+        backend.add_schedule(models.Schedule(name=name, cron="* * * * *", command="true"))
+    with pytest.raises(errors.DuplicateSchedule, match="already exists"):
+        _raw(backend, "UPDATE queuectl_schedules SET name = 'tick' WHERE name = 'tock'")
+    with pytest.raises(errors.DuplicateSchedule, match="'tick' already exists"):
+        backend.add_schedule(models.Schedule(name="tick", cron="* * * * *", command="true"))
+    with pytest.raises(errors.DuplicateJob, match="'a' already exists"):
+        backend.enqueue([spec(id="a")])
+    with pytest.raises(errors.DuplicateJob, match="'b' already exists"):
+        backend.enqueue_bulk([spec(id="c"), spec(id="b")])
+    assert sorted(j.id for j in backend.list_jobs()) == ["a", "b"]
 
 
 def test_a_ttl_bounds_the_wait_for_a_first_start_only(backend: Backend) -> None:
