@@ -4,6 +4,7 @@ queue-policy keys)."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -430,3 +431,32 @@ def test_absurdly_large_policy_values_are_refused(key, text):
 
 def test_hostname_setting_comes_from_the_environment():
     assert config.load_settings({}, environ={"QUEUECTL_HOSTNAME": "node-7"}).hostname == "node-7"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (5, "5"),
+        (0.5, "0.5"),
+        (None, "none"),
+        (timedelta(minutes=2), "120.0s"),
+        (["echo *"], '["echo *"]'),
+        (("echo *",), '["echo *"]'),
+    ],
+)
+def test_value_text_turns_a_python_value_into_config_set_text(value, text):
+    assert dbpolicy.value_text(value) == text
+
+
+def test_entries_show_stored_values_over_the_defaults():
+    entries = {e.key: e for e in dbpolicy.entries({"max-retries": "5", "colour": "blue"})}
+    assert list(entries) == list(dbpolicy.POLICY_KEYS)  # unknown stored keys left out
+    assert (entries["max-retries"].value, entries["max-retries"].source) == ("5", "database")
+    assert (entries["job-timeout"].value, entries["job-timeout"].source) == ("none", "default")
+    assert all(e.help == dbpolicy.POLICY_KEYS[e.key].help for e in entries.values())
+
+
+def test_config_still_serves_policy_from_rows_for_older_callers():
+    assert config.policy_from_rows({"max-retries": "4"}).max_retries == 4
+    with pytest.raises(AttributeError):
+        _ = config.no_such_name  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -417,3 +418,102 @@ def test_delay_and_run_at_flags_together_are_rejected():
 def test_bad_flags_are_rejected(flags, match):
     with pytest.raises(errors.UsageError, match=match):
         apply_overrides(_spec(), flags)
+
+
+# --- what Client takes from Python: typed values, JobSpecs, ids, windows, schedules ----------
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (Overrides(priority=INT32 + 1), "priority must be between"),
+        (Overrides(max_retries=-1), "max_retries must be between"),
+        (Overrides(delay="soon"), "delay: 'soon' is not a duration"),
+        (Overrides(run_at="soon"), "run_at: 'soon' is not a time"),
+        (Overrides(ttl=0), "ttl must be longer than 0s"),
+        (Overrides(delay=5, run_at="2030-01-01T00:00:00Z"), "give delay or run_at, not both"),
+    ],
+)
+def test_python_overrides_name_the_arguments_not_the_flags(flags, message):
+    with pytest.raises(errors.UsageError, match=f"^{message}"):
+        apply_overrides(_spec(), flags, python=True)
+
+
+@pytest.mark.parametrize("value", [90, 90.0, "90s", "1.5m", timedelta(seconds=90)])
+def test_a_duration_is_seconds_a_timedelta_or_text(value):
+    assert specs.seconds(value, "timeout") == 90.0
+    assert apply_overrides(_spec(), Overrides(timeout=value), python=True).timeout_s == 90.0
+
+
+def test_run_at_may_be_a_datetime_and_a_naive_one_is_utc():
+    at = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert apply_overrides(_spec(), Overrides(run_at=at), python=True).run_at == at
+    naive = at.replace(tzinfo=None)
+    assert apply_overrides(_spec(), Overrides(run_at=naive), python=True).run_at == at
+
+
+def test_check_spec_passes_a_good_spec_through_unchanged():
+    spec = models.JobSpec(command="echo", id="a", queue="q", priority=-3, timeout_s=1.5)
+    assert specs.check_spec(spec) is spec
+
+
+def test_check_spec_makes_naive_times_utc():
+    spec = models.JobSpec(command="echo", run_at=datetime(2031, 1, 1), expires_at=None)
+    assert specs.check_spec(spec).run_at == datetime(2031, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (models.JobSpec(command=""), '"command" must be a non-empty string'),
+        (models.JobSpec(command="x", id="a b"), "bad job id"),
+        (models.JobSpec(command="x", queue="a/b"), "bad queue name"),
+        (models.JobSpec(command="x", priority=True), "priority must be a whole number"),
+        (models.JobSpec(command="x", max_retries=1001), "max_retries must be between"),
+        (models.JobSpec(command="x", timeout_s=0.0001), "timeout must be at least 1ms"),
+        (models.JobSpec(command="x", run_at=5), "run_at must be a datetime"),  # type: ignore[arg-type]
+        ("echo", "a job must be a JobSpec or a dict, not str"),
+    ],
+)
+def test_check_spec_holds_a_python_spec_to_the_parsed_rules(spec, message):
+    with pytest.raises(errors.UsageError, match=re.escape(message)):
+        specs.check_spec(spec)
+
+
+def test_as_spec_takes_a_command_a_json_shaped_dict_or_a_spec():
+    assert specs.as_spec("echo hi") == models.JobSpec(command="echo hi")
+    assert specs.as_spec({"command": "x", "queue": "q"}) == models.JobSpec(command="x", queue="q")
+    spec = models.JobSpec(command="y")
+    assert specs.as_spec(spec) is spec
+
+
+def test_as_specs_numbers_the_bad_job_from_one():
+    with pytest.raises(errors.UsageError, match=r"^job 3: missing required field"):
+        specs.as_specs(["a", {"command": "b"}, {"queue": "q"}])
+
+
+def test_check_ids_takes_one_id_or_several():
+    assert specs.check_ids("a") == ["a"]
+    assert specs.check_ids(("a", "b")) == ["a", "b"]
+    for bad in ([], [1], ["a", None]):
+        with pytest.raises(errors.UsageError, match="give one or more job ids"):
+            specs.check_ids(bad)  # type: ignore[arg-type]
+
+
+def test_a_window_is_longer_than_zero():
+    assert specs.window("1h") == specs.window(timedelta(hours=1)) == 3600.0
+    with pytest.raises(errors.UsageError, match="since must be longer than 0s"):
+        specs.window(0)
+
+
+def test_schedule_checks_cron_and_name_and_copies_the_spec():
+    spec = models.JobSpec(command="echo", queue="q", priority=2, timeout_s=5.0, max_retries=1)
+    made = specs.schedule("nightly", " 0 3 * * * ", spec)
+    assert (made.name, made.cron, made.command, made.queue) == ("nightly", "0 3 * * *", "echo", "q")
+    assert (made.priority, made.timeout_s, made.max_retries) == (2, 5.0, 1)
+    with pytest.raises(errors.UsageError, match="longer than 64 characters"):
+        specs.schedule("n" * 65, "@daily", spec)
+    with pytest.raises(errors.UsageError, match="bad job id"):
+        specs.schedule("a b", "@daily", spec)
+    with pytest.raises(errors.UsageError):
+        specs.schedule("ok", "61 * * * *", spec)
