@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from queuectl import errors, models
@@ -13,62 +12,9 @@ from queuectl import errors, models
 if TYPE_CHECKING:
     from queuectl.backends.base import Backend
     from queuectl.config import Settings
-    from queuectl.executors import Attempt
     from queuectl.observe import MetricsLike
     from queuectl.recovery import Connectivity
-
-
-@dataclass
-class Slot:
-    """One running job of this process."""
-
-    job: models.Job
-    thread: threading.Thread | None = None
-    # monotonic time the lease was last known renewed (claim, then each heartbeat): past
-    # lease-ttl minus one beat, the job may be recovered elsewhere, so it is killed here
-    renewed_at: float = 0.0
-    attempt: Attempt | None = None
-    # the command has exited: its result may already be written, and then a heartbeat that
-    # snapshotted this slot just before finds no processing row and reports the job "lost"
-    exited: bool = False
-
-
-class Running:
-    """The jobs this process runs, by id: the claim loop adds them, their threads attach
-    attempts and remove them, the heartbeat and the stop paths read them."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._slots: dict[str, Slot] = {}
-        self._forced = False
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    def add(self, slot: Slot) -> None:
-        with self._lock:
-            self._slots[slot.job.id] = slot
-
-    def pop(self, job_id: str) -> None:
-        with self._lock:
-            self._slots.pop(job_id, None)
-
-    def snapshot(self) -> list[Slot]:
-        with self._lock:
-            return list(self._slots.values())
-
-    def attach(self, slot: Slot, attempt: Attempt) -> bool:
-        """Give a slot its attempt; False when a force stop came first (kill it then). Under
-        the lock that `force` takes: no attempt escapes a force stop."""
-        with self._lock:
-            slot.attempt = attempt
-            return not self._forced
-
-    def force(self) -> list[Slot]:
-        """From now on every attach says no; the slots running now."""
-        with self._lock:
-            self._forced = True
-            return list(self._slots.values())
+    from queuectl.slots import Slot, Slots
 
 
 class LeaseKeeper:
@@ -83,7 +29,7 @@ class LeaseKeeper:
         backend: Backend,
         settings: Settings,
         *,
-        running: Running,
+        slots: Slots,
         workers: Sequence[models.WorkerInfo],
         connectivity: Connectivity,
         unwritten: Callable[[], Sequence[models.Job]],
@@ -94,7 +40,7 @@ class LeaseKeeper:
     ) -> None:
         self.backend = backend
         self.settings = settings
-        self.running = running
+        self.slots = slots
         self.workers = list(workers)
         self.connectivity = connectivity
         self.unwritten = unwritten
@@ -164,7 +110,7 @@ class LeaseKeeper:
 
     def beat(self) -> None:
         """One heartbeat, in whatever thread calls it."""
-        slots = self.running.snapshot()
+        slots = self.slots.snapshot()
         running = []
         for slot in slots:
             attempt = slot.attempt
@@ -240,7 +186,7 @@ class LeaseKeeper:
         """No transaction is open now: the running jobs stop with the worker, so that a
         retry elsewhere (their leases run out while stopped) never runs next to them."""
         self._suspended = True  # the fence waits for the heartbeat after the resume
-        self._paused = [s for s in self.running.snapshot() if s.attempt is not None]
+        self._paused = [s for s in self.slots.snapshot() if s.attempt is not None]
         for slot in self._paused:
             assert slot.attempt is not None
             slot.attempt.pause()
