@@ -26,24 +26,25 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def layers_contract() -> dict[str, Any]:
+def layers_contracts() -> dict[str, dict[str, Any]]:
+    """The layers contracts of [tool.importlinter], by their one container."""
     config = tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]
-    (contract,) = (
-        c
-        for c in config["contracts"]
-        if c["type"] == "layers" and c.get("containers") == ["queuectl"]
-    )
-    return dict(contract)
+    found = {}
+    for contract in config["contracts"]:
+        if contract["type"] == "layers":
+            (container,) = contract["containers"]
+            found[container] = dict(contract)
+    return found
 
 
-def placed() -> dict[str, bool]:
-    """The module names the layers list (`queuectl.` + tail), each with: written yet?"""
+def placed(container: str) -> dict[str, bool]:
+    """The module names the layers of `container` list, each with: written yet?"""
     names: dict[str, bool] = {}
-    for layer in layers_contract()["layers"]:
+    for layer in layers_contracts()[container]["layers"]:
         for tail in re.split(r"[|:]", layer):
             tail = tail.strip()
             optional = tail.startswith("(") and tail.endswith(")")
-            names[f"queuectl.{tail.strip('()')}"] = not optional
+            names[f"{container}.{tail.strip('()')}"] = not optional
     return names
 
 
@@ -58,30 +59,33 @@ def imports_of(path: Path) -> list[str]:
     return sorted(found)
 
 
-def test_every_module_is_named_in_a_layer() -> None:
-    names = placed()
+@pytest.mark.parametrize("container", ["queuectl", "queuectl.backends"])
+def test_every_module_is_named_in_a_layer(container: str) -> None:
+    names = placed(container)
+    depth = container.count(".") + 2  # queuectl.cli.app is placed by queuectl.cli
     unplaced = []
     for name, path in modules().items():
-        if name == "queuectl":
-            continue  # the package itself (its __init__): the container, not a layer
-        top = ".".join(name.split(".")[:2])  # queuectl.cli.app is placed by queuectl.cli
-        if top not in names:
+        if not name.startswith(f"{container}."):
+            continue  # the container itself (its __init__) is not a layer
+        if ".".join(name.split(".")[:depth]) not in names:
             unplaced.append(f"{name} (imports: {', '.join(imports_of(path)) or 'nothing'})")
     assert not unplaced, (
-        "place these in the layers of [tool.importlinter] in pyproject.toml, in the lowest "
-        "layer above everything they import:\n  " + "\n  ".join(unplaced)
+        f"place these in the layers of {container} ([tool.importlinter] in pyproject.toml), in "
+        "the lowest layer above everything they import:\n  " + "\n  ".join(unplaced)
     )
 
 
-def test_every_name_in_the_layers_is_a_module() -> None:
+@pytest.mark.parametrize("container", ["queuectl", "queuectl.backends"])
+def test_every_name_in_the_layers_is_a_module(container: str) -> None:
     """A module renamed or deleted leaves no stale name (a "(name)" may be still unwritten)."""
     existing = set(modules())
-    stale = [name for name, required in placed().items() if required and name not in existing]
+    required = placed(container).items()
+    stale = [name for name, is_required in required if is_required and name not in existing]
     assert not stale, f"named in the layers but not in queuectl/: {stale}"
 
 
 def test_the_layers_are_exhaustive_and_the_bench_is_forbidden_to_the_runtime() -> None:
-    assert layers_contract().get("exhaustive") is True
+    assert all(c.get("exhaustive") is True for c in layers_contracts().values())
     config = tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]
     forbidden = [c for c in config["contracts"] if c["type"] == "forbidden"]
     assert any(
