@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class Metrics:
-    """Every metric a worker or orchestrator process exports, on one registry."""
+    """Every metric a worker or orchestrator process exports, on one registry (what
+    observe.MetricsLike names; a process without a metrics port gets observe.NullMetrics)."""
 
     def __init__(self, role: str) -> None:
         self.registry = CollectorRegistry()

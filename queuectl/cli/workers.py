@@ -38,9 +38,9 @@ def start(
     # inherits the count stops before its first claim and exits 0.
     early: list[int] = []
     runtime.on_stop_signals(lambda: early.append(1))
-    from queuectl.cli.specs import check_queue
     from queuectl.executors import Executor, NoopExecutor, ShellExecutor
-    from queuectl.observe import NULL_METRICS
+    from queuectl.observe import NULL_METRICS, MetricsLike
+    from queuectl.specs import check_queue
     from queuectl.worker import Duty, Worker
 
     # a name enqueue would refuse can hold no job: say so, rather than serve nothing forever
@@ -49,7 +49,7 @@ def start(
     backend, served = runtime.start_process(
         "worker", pool_size=min(count, 4) + 2, metrics_port=metrics_port
     )
-    metrics = NULL_METRICS if served is None else served
+    metrics: MetricsLike = NULL_METRICS if served is None else served
     duties: list[Duty] = []
     if backend.url.startswith("sqlite") or "://" not in backend.url:
         # one host, one command: the worker carries the orchestrator's duties (cron, DLQ
