@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/fastpaths.py [--jobs 20000] [--slots 100] [--postgres URL]
 
-One in-process worker (`Worker(noop=True)`, burst) drains N jobs of its own queue; every
-configuration runs 3 times in a fresh interpreter and the median is printed. Switches:
+One in-process worker (`Worker(executor=NoopExecutor())`, burst) drains N jobs of its own
+queue; every configuration runs 3 times in a fresh interpreter and the median is printed.
+Switches:
 - batched completion off: every result written on its own (a batch of 1 never lingers);
 - prepared statements off (Postgres): psycopg's prepare_threshold=None;
 - claim batch: the slot count, 1 vs --slots.
@@ -24,6 +25,7 @@ import json, sys, time
 from queuectl import completer, config, logs, models
 from queuectl.backends import open_backend
 from queuectl.bench import seed
+from queuectl.executors import NoopExecutor
 from queuectl.worker import Worker
 
 url, jobs, slots = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -33,18 +35,19 @@ if not batched:
     completer.MAX_BATCH = 1  # no batch: each result is written alone, without a linger
 pg = url.startswith("postgres")
 backend = open_backend(url, pool_size=slots + 4) if pg else open_backend(url)
-if not prepared:
-    backend._kwargs["prepare_threshold"] = None
-    backend._pool.close()
+if not prepared:  # the connector's private pool, rebuilt without server-side prepares
+    pg_connector = backend._pg
+    pg_connector.kwargs["prepare_threshold"] = None
+    pg_connector._pool.close()
     from psycopg_pool import ConnectionPool
-    backend._pool = ConnectionPool(
-        url, min_size=1, max_size=slots + 4, kwargs=backend._kwargs, open=True
+    pg_connector._pool = ConnectionPool(
+        url, min_size=1, max_size=slots + 4, kwargs=pg_connector.kwargs, open=True
     )
 backend.migrate()
 seed.purge_queue(url, "fastpaths")  # the benchmark's own SQL
 backend.enqueue([models.JobSpec(command="true", queue="fastpaths") for _ in range(jobs)])
 settings = config.load_settings({})
-worker = Worker(backend, settings, count=slots, queues=["fastpaths"], noop=True)
+worker = Worker(backend, settings, executor=NoopExecutor(), count=slots, queues=["fastpaths"])
 started = time.perf_counter()
 worker.run(burst=True)
 seconds = time.perf_counter() - started
