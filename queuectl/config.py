@@ -156,10 +156,12 @@ def _allowed_commands(value: object) -> tuple[str, ...] | None:
     return allowlist.parse(value)
 
 
-def __getattr__(name: str) -> Any:
-    # `config.policy_from_rows` moved to queuectl/policy.py; the backends still call it here
-    if name == "policy_from_rows":
-        from queuectl import policy
+if not TYPE_CHECKING:  # the type checker sees the import above, and no other name
 
-        return policy.policy_from_rows
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        # `config.policy_from_rows` moved to queuectl/policy.py; the backends still call it
+        if name == "policy_from_rows":
+            from queuectl import policy
+
+            return policy.policy_from_rows
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
