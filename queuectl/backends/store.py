@@ -2,9 +2,10 @@
 
 Procrastinate's `JobManager` over its `BaseConnector` is the model: this class speaks only
 to a Connector (backends/connector.py), which runs the dialect's SQL of the same name.
-postgres.py and sqlite.py subclass it with what really differs between the dialects: the
-connection handling, the claim, the bulk insert, the finish batch, the heartbeat, LISTEN and
-migrations, and the two hooks below (`_notify`, `_signal`) where Postgres wakes workers.
+postgres.py and sqlite.py subclass it with what really differs between the dialects, as the
+hooks below: the bulk insert (`_insert`), the claim, the finish batch, the heartbeat's
+statements (`_beat`), LISTEN (`_watch`) and Postgres's wake-ups (`_notify`, `_signal`); and,
+outside this class, connections, error translation and migrations.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from queuectl.backends import common
 from queuectl.backends.base import Enqueued, Reap
 from queuectl.backends.connector import Connector, Row, Session
 
-# the dialect hooks' argument types, short enough for one line; a heartbeat's result: whether
-# a stop was asked, and {renewed job id: cancel requested}
+# The hooks' argument types, named so that each signature fits one line. Beat: what the
+# heartbeat's statements found (whether a stop was asked; {renewed job id: cancel requested}).
 Beat = tuple[bool, dict[str, bool]]
 Names = Sequence[str]
 Workers = Sequence[models.WorkerInfo]
