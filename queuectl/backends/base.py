@@ -25,6 +25,13 @@ Reap = Callable[[models.Job, str | None, str | None], bool]
 # one job as enqueue_bulk inserted it, every default resolved:
 # id, command, queue, priority, run_at, timeout_s (None: no limit), max_retries, expires_at
 JobRow = tuple[str, str, str, int, datetime, float | None, int, datetime | None]
+JOB_ROW = ("id", "command", "queue", "priority", "run_at", "timeout_s", "max_retries", "expires_at")
+# argument types named so that signatures fit one line
+Names = Sequence[str]
+Workers = Sequence[models.WorkerInfo]
+Running = Sequence[models.RunningJob]
+OnNotify = Callable[[str, str], None]  # (channel, payload)
+OnError = Callable[[str], None] | None
 
 
 class Enqueued:

@@ -67,6 +67,22 @@ def run_from_row(row: Mapping[str, Any], ts: ToTime) -> models.Run:
     )
 
 
+def worker_from_row(
+    row: Mapping[str, Any], ts: ToTime, strings: Callable[[Any], tuple[str, ...]]
+) -> models.WorkerInfo:
+    return models.WorkerInfo(
+        id=row["id"],
+        host=row["host"],
+        pid=row["pid"],
+        queues=strings(row["queues"]),
+        started_at=ts(row["started_at"]),
+        heartbeat_at=ts(row["heartbeat_at"]),
+        stopping=bool(row["stop_requested"]),
+        current_jobs=strings(row["current_jobs"]),
+        heartbeat_age_s=max(0.0, float(row["age_s"])),
+    )
+
+
 def sample_from_row(row: Mapping[str, Any]) -> models.RunSample:
     return models.RunSample(
         queue=row["queue"],

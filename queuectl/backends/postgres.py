@@ -15,7 +15,7 @@ import psycopg
 
 from queuectl import config, models
 from queuectl.backends import common, store
-from queuectl.backends.base import Enqueued
+from queuectl.backends.base import Enqueued, Names, OnError, OnNotify, Running, Workers
 from queuectl.backends.connector import Row, Session
 from queuectl.backends.postgres_connector import (
     MIGRATIONS,
@@ -100,9 +100,7 @@ class PostgresBackend(store.SqlBackend):
         return Enqueued(now, rows)
 
     # --- workers ---------------------------------------------------------------------------------
-    def _claim(
-        self, slots: store.Names, queues: store.Names, host: str, lease_s: float
-    ) -> list[Row]:
+    def _claim(self, slots: Names, queues: Names, host: str, lease_s: float) -> list[Row]:
         params = {
             "limit": len(slots),
             "slots": list(slots),
@@ -147,9 +145,7 @@ class PostgresBackend(store.SqlBackend):
                 applied[i] = items[i].job.id in done
         return applied
 
-    def _beat(
-        self, s: Session, workers: store.Workers, running: store.Running, lease_s: float
-    ) -> store.Beat:
+    def _beat(self, s: Session, workers: Workers, running: Running, lease_s: float) -> store.Beat:
         # one statement per table for every slot and job of this process (arrays)
         stop = False
         renewed: dict[str, bool] = {}
@@ -184,9 +180,7 @@ class PostgresBackend(store.SqlBackend):
     def notify_due(self, *, window_s: float) -> int:
         return len(self._read("notify_due", {"window_s": window_s}))
 
-    def _watch(
-        self, on_notify: store.OnNotify, stop: threading.Event, on_error: store.OnError
-    ) -> bool:
+    def _watch(self, on_notify: OnNotify, stop: threading.Event, on_error: OnError) -> bool:
         """Deliver wake-up and control notifications until `stop`, on a connection of its own
         (LISTEN); re-listen after a lost connection."""
         pause = _LISTEN_RETRY_S[0]

@@ -312,7 +312,7 @@ RETURNING *;
 -- slot hits ON CONFLICT and inserts nothing, so each slot fires exactly once. Defaults are
 -- resolved in Python (common.job_rows), as for every enqueue.
 INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries)
-VALUES (%(job_id)s, %(command)s, %(queue)s, %(priority)s, now(), %(timeout_s)s,
+VALUES (%(id)s, %(command)s, %(queue)s, %(priority)s, now(), %(timeout_s)s,
         %(max_retries)s)
 ON CONFLICT (id) DO NOTHING;
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from queuectl import config, errors, models
 from queuectl.backends import common, store
-from queuectl.backends.base import Enqueued, JobRow
+from queuectl.backends.base import Enqueued, JobRow, Names, OnError, OnNotify, Running, Workers
 from queuectl.backends.connector import Row, Session
 from queuectl.backends.sqlite_connector import (
     MIGRATIONS,
@@ -118,9 +118,7 @@ class SqliteBackend(store.SqlBackend):
         return Enqueued(now, rows)
 
     # --- workers ---------------------------------------------------------------------------------
-    def _claim(
-        self, slots: store.Names, queues: store.Names, host: str, lease_s: float
-    ) -> list[Row]:
+    def _claim(self, slots: Names, queues: Names, host: str, lease_s: float) -> list[Row]:
         pick, params = _pick(queues)
         if not self._peek(pick, params):
             return []  # nothing due: an idle poll never takes the write lock
@@ -167,9 +165,7 @@ class SqliteBackend(store.SqlBackend):
             applied.append(done is not None)
         return applied
 
-    def _beat(
-        self, s: Session, workers: store.Workers, running: store.Running, lease_s: float
-    ) -> store.Beat:
+    def _beat(self, s: Session, workers: Workers, running: Running, lease_s: float) -> store.Beat:
         # row by row: no arrays, and every statement is cheap under the one write lock
         assert isinstance(s, SqliteSession)
         execute, now = s.conn.execute, s.now
@@ -195,9 +191,7 @@ class SqliteBackend(store.SqlBackend):
         with self._lite.use() as conn:
             return bool(conn.execute(pick, params | {"now": time.time(), "limit": 1}).fetchall())
 
-    def _watch(
-        self, on_notify: store.OnNotify, stop: threading.Event, on_error: store.OnError
-    ) -> bool:
+    def _watch(self, on_notify: OnNotify, stop: threading.Event, on_error: OnError) -> bool:
         """SQLite has no notifications. Instead: PRAGMA data_version, which changes whenever
         another connection commits, read every few ms on a connection of its own. That is a
         look at a counter in shared memory, no query, so an idle worker claims within

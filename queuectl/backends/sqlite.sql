@@ -279,7 +279,7 @@ SELECT * FROM queuectl_schedules
 -- resolved in Python (common.job_rows), as for every enqueue.
 INSERT INTO queuectl_jobs (id, command, queue, priority, run_at, timeout_s, max_retries,
                            created_at, updated_at)
-VALUES (:job_id, :command, :queue, :priority, :now, :timeout_s, :max_retries, :now, :now)
+VALUES (:id, :command, :queue, :priority, :now, :timeout_s, :max_retries, :now, :now)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: mark_schedule

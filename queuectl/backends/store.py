@@ -11,23 +11,27 @@ outside this class, connections, error translation and migrations.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from queuectl import config, errors, models
 from queuectl.backends import common
-from queuectl.backends.base import Enqueued, Reap
+from queuectl.backends.base import (
+    JOB_ROW,
+    Enqueued,
+    Names,
+    OnError,
+    OnNotify,
+    Reap,
+    Running,
+    Workers,
+)
 from queuectl.backends.connector import Connector, Row, Session
 
-# The hooks' argument types, named so that each signature fits one line. Beat: what the
-# heartbeat's statements found (whether a stop was asked; {renewed job id: cancel requested}).
+# what the heartbeat's statements found: whether a stop was asked; {renewed job id: whether
+# its cancel was requested}
 Beat = tuple[bool, dict[str, bool]]
-Names = Sequence[str]
-Workers = Sequence[models.WorkerInfo]
-Running = Sequence[models.RunningJob]
-OnNotify = Callable[[str, str], None]
-OnError = Callable[[str], None] | None
 
 
 class SqlBackend:
@@ -236,21 +240,8 @@ class SqlBackend:
         self._write("deregister_workers", {"ids": self.c.param_ids(list(worker_ids))})
 
     def list_workers(self, *, lease_ttl_s: float) -> list[models.WorkerInfo]:
-        ts, strings = self.c.to_time, self.c.strings
-        return [
-            models.WorkerInfo(
-                id=r["id"],
-                host=r["host"],
-                pid=r["pid"],
-                queues=strings(r["queues"]),
-                started_at=ts(r["started_at"]),
-                heartbeat_at=ts(r["heartbeat_at"]),
-                stopping=bool(r["stop_requested"]),
-                current_jobs=strings(r["current_jobs"]),
-                heartbeat_age_s=max(0.0, float(r["age_s"])),
-            )
-            for r in self._read("list_workers", {"lease_s": lease_ttl_s})
-        ]
+        rows = self._read("list_workers", {"lease_s": lease_ttl_s})
+        return [common.worker_from_row(r, self.c.to_time, self.c.strings) for r in rows]
 
     def request_stop(
         self, *, lease_ttl_s: float, worker_ids: Sequence[str] | None = None
@@ -339,21 +330,9 @@ class SqlBackend:
                 max_retries=row["max_retries"],
             )
             policy = config.policy_from_rows(self._settings(s))
-            job_id = common.cron_job_id(name, slot)
-            ((_, command, queue, priority, _, timeout_s, retries, _),) = common.job_rows(
-                [spec], [job_id], policy, slot
-            )
-            inserted = s.run(
-                "fire_schedule",
-                {
-                    "job_id": job_id,
-                    "command": command,
-                    "queue": queue,
-                    "priority": priority,
-                    "timeout_s": timeout_s,
-                    "max_retries": retries,
-                },
-            )
+            # the job's defaults filled as for every enqueue; the SQL's run_at is its now
+            (job,) = common.job_rows([spec], [common.cron_job_id(name, slot)], policy, slot)
+            inserted = s.run("fire_schedule", dict(zip(JOB_ROW, job, strict=True)))
             s.run("mark_schedule", {"name": name, "slot": at, "fired": inserted})
             if inserted:
                 self._notify(s, {"*"})
