@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from queuectl import models
 
@@ -28,8 +28,9 @@ JobRow = tuple[str, str, str, int, datetime, float | None, int, datetime | None]
 JOB_ROW = ("id", "command", "queue", "priority", "run_at", "timeout_s", "max_retries", "expires_at")
 # argument types named so that signatures fit one line
 Names = Sequence[str]
-Workers = Sequence[models.WorkerInfo]
-Running = Sequence[models.RunningJob]
+if TYPE_CHECKING:  # at run time, models.WorkerInfo would import records (a CLI call's cost)
+    Workers = Sequence[models.WorkerInfo]
+    Running = Sequence[models.RunningJob]
 OnNotify = Callable[[str, str], None]  # (channel, payload)
 OnError = Callable[[str], None] | None
 

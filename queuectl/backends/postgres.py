@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import psycopg
 
 from queuectl import config, models
 from queuectl.backends import common, store
-from queuectl.backends.base import Enqueued, Names, OnError, OnNotify, Running, Workers
+from queuectl.backends.base import Enqueued, Names, OnError, OnNotify
 from queuectl.backends.connector import Row, Session
 from queuectl.backends.postgres_connector import (
     MIGRATIONS,
@@ -24,6 +25,9 @@ from queuectl.backends.postgres_connector import (
     Q,
     first_line,
 )
+
+if TYPE_CHECKING:
+    from queuectl.backends.base import Running, Workers
 
 # the claim statement for every queue (False) and for a list of queues (True)
 _CLAIM = {

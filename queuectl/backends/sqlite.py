@@ -18,11 +18,11 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from queuectl import config, errors, models
 from queuectl.backends import common, store
-from queuectl.backends.base import Enqueued, JobRow, Names, OnError, OnNotify, Running, Workers
+from queuectl.backends.base import Enqueued, JobRow, Names, OnError, OnNotify
 from queuectl.backends.connector import Row, Session
 from queuectl.backends.sqlite_connector import (
     MIGRATIONS,
@@ -32,6 +32,9 @@ from queuectl.backends.sqlite_connector import (
     switch_to_wal,
     ts,
 )
+
+if TYPE_CHECKING:
+    from queuectl.backends.base import Running, Workers
 
 _WATCH_S = 0.005  # listen(): how often an idle worker looks for a commit by someone else
 _BULK_CACHE_KIB = -16384  # enqueue_bulk's page cache: 16 MiB (a negative cache_size counts KiB)

@@ -13,21 +13,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from queuectl import config, errors, models
 from queuectl.backends import common
-from queuectl.backends.base import (
-    JOB_ROW,
-    Enqueued,
-    Names,
-    OnError,
-    OnNotify,
-    Reap,
-    Running,
-    Workers,
-)
+from queuectl.backends.base import JOB_ROW, Enqueued, Names, OnError, OnNotify, Reap
 from queuectl.backends.connector import Connector, Row, Session
+
+if TYPE_CHECKING:
+    from queuectl.backends.base import Running, Workers
 
 # what the heartbeat's statements found: whether a stop was asked; {renewed job id: whether
 # its cancel was requested}
