@@ -75,8 +75,8 @@ class AttemptRunner:
         return [] if self.completer is None else self.completer.unwritten()
 
     def launch(self, job: models.Job, leased_at: float) -> None:
-        if self.executor.inline:  # nothing runs (benchmarks): no thread, no slot to watch
-            self._execute(job, None)
+        if self.executor.inline:
+            self._inline(job)
             return
         slot = Slot(job, renewed_at=leased_at)
         slot.thread = threading.Thread(target=self._execute, args=(job, slot), name=f"job-{job.id}")
@@ -87,7 +87,19 @@ class AttemptRunner:
             self._log.error("job_start_failed", job_id=job.id, error=str(exc))
             self._release(job, models.Outcome(models.OutcomeKind.INTERRUPTED, error=str(exc)))
 
-    def _execute(self, job: models.Job, slot: Slot | None) -> None:
+    def _inline(self, job: models.Job) -> None:
+        """An inline executor runs nothing (benchmarks): the job ends here, in the claim
+        loop, with no thread and no slot to watch, and costs no more than the queue's own
+        work (claim, record, complete), which is what the noop benchmarks measure."""
+        self._log.info("job_claimed", job_id=job.id, queue=job.queue, worker_id=job.worker_id)
+        self._observe_start(job)
+        outcome = self.executor.prepare(job, self.policy)
+        assert isinstance(outcome, models.Outcome), "an inline executor returns outcomes only"
+        self._complete(job, outcome, self._log)
+        self._observe_end(job, outcome)
+        self.slots.give_back([job.worker_id or ""])
+
+    def _execute(self, job: models.Job, slot: Slot) -> None:
         bound = self._log.bind(job_id=job.id, queue=job.queue, worker_id=job.worker_id)
         bound.info("job_claimed", attempt=job.attempts, command=job.command[:200])
         self._observe_start(job)
@@ -101,13 +113,12 @@ class AttemptRunner:
             self._observe_end(job, outcome)
             self._release(job, None)
 
-    def _attempt(self, job: models.Job, slot: Slot | None, bound: Any) -> models.Outcome:
+    def _attempt(self, job: models.Job, slot: Slot, bound: Any) -> models.Outcome:
         attempt = self.executor.prepare(job, self.policy)
-        if isinstance(attempt, models.Outcome):  # refused, could not be set up, or a noop
+        if isinstance(attempt, models.Outcome):  # refused, or could not be set up
             if attempt.kind is models.OutcomeKind.REFUSED:
                 bound.warning("job_refused", reason=attempt.error)
             return attempt
-        assert slot is not None, "an inline executor returns outcomes only"
         if not self.slots.attach(slot, attempt):
             attempt.force_kill(models.OutcomeKind.INTERRUPTED)  # killed before it starts
         if error := attempt.start():
