@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from queuectl import models
-from queuectl.backends import open_backend
+from queuectl.backends import open_backend, sqlite_connector
 from queuectl.backends import postgres as pg
 from queuectl.backends import sqlite as lite
 
@@ -47,7 +47,7 @@ def test_sqlite_claim_plan_uses_the_claim_indexes_and_never_sorts_the_backlog(
         assert len(ids) == 4
         update = {"ids": json.dumps(ids), "slots": "[]", "host": "h", "now": 0, "lease_s": 1}
         plan = " | ".join(
-            r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + lite.Q["claim"], update)
+            r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sqlite_connector.Q["claim"], update)
         )
         assert "USING INDEX sqlite_autoindex_queuectl_jobs_1 (id=?)" in plan, plan
         assert "state_seq" not in plan
