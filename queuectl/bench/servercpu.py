@@ -1,0 +1,186 @@
+"""Database cost of a drain: the PostgreSQL server's CPU time, read from /proc.
+
+A stock server has no per-statement accounting (pg_stat_statements needs
+`shared_preload_libraries`, so a restart), but when it runs on this host its processes are in
+/proc: the postmaster and its children (backends, autovacuum, WAL writer, checkpointer...).
+`utime + stime` of each live one plus the postmaster's `cutime + cstime` (what the backends
+that exited and were reaped used) is the server's CPU so far; the difference of two snapshots
+is what it spent in between, on every database of the cluster (run it on a quiet server).
+
+The server is "on this host" when the URL names 127.0.0.1, ::1, localhost or a unix socket,
+and the parent of our backend (`pg_backend_pid()`) is a process whose start time matches
+`pg_postmaster_start_time()` (a server in a container publishes other PIDs).
+
+When pg_stat_statements is loaded and its view readable, `statement_ms` adds its total
+execution + planning time over the cluster (wall time in the server's executor, not CPU).
+
+Standard library only at import (psycopg inside the functions): peers.py, which must not
+import queuectl, loads this file by path.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+PROC = Path("/proc")
+LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1", "[::1]"})
+START_TOLERANCE_S = 2.0  # /proc's start time (clock ticks) against pg_postmaster_start_time()
+
+
+def _ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/PID/stat after `comm` (which may hold spaces): [0] is state (field 3)."""
+    text = (PROC / str(pid) / "stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (its own threads), in seconds."""
+    f = _stat_fields(pid)
+    return (int(f[11]) + int(f[12])) / _ticks()  # fields 14, 15
+
+
+def reaped_seconds(pid: int) -> float:
+    """cutime + cstime: what the children it has waited for used, in seconds."""
+    f = _stat_fields(pid)
+    return (int(f[13]) + int(f[14])) / _ticks()  # fields 16, 17
+
+
+def start_time(pid: int) -> float:
+    """Unix time the process started (field 22, clock ticks after boot)."""
+    boot = next(
+        float(line.split()[1])
+        for line in (PROC / "stat").read_text().splitlines()
+        if line.startswith("btime ")
+    )
+    return boot + int(_stat_fields(pid)[19]) / _ticks()
+
+
+def parent(pid: int) -> int:
+    for line in (PROC / str(pid) / "status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise ValueError(f"no PPid in /proc/{pid}/status")
+
+
+def _pids() -> Iterator[int]:
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            yield int(entry.name)
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds of `root`, its live descendants and the children they have reaped."""
+    children: dict[int, list[int]] = {}
+    for pid in _pids():
+        try:
+            children.setdefault(parent(pid), []).append(pid)
+        except (OSError, ValueError):
+            continue  # exited while we looked
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            total += cpu_seconds(pid) + reaped_seconds(pid)
+        except (OSError, ValueError, IndexError):
+            if pid == root:
+                raise
+            continue
+        todo += children.get(pid, [])
+    return total
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's children that have been waited for (resource module)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def self_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def is_local(url: str) -> bool:
+    """Whether `url` names a server on this host: a loopback address or a unix socket."""
+    parts = urlsplit(url)
+    host = unquote(parts.hostname or "")
+    query = parse_qs(parts.query).get("host", [])
+    if query:  # ?host=/var/run/postgresql, psycopg's (libpq's) way to name a socket
+        host = query[0]
+    return host.startswith("/") or host.lower() in LOCAL_HOSTS
+
+
+@dataclass(frozen=True)
+class Sample:
+    cpu_s: float | None  # the server's CPU so far; None: not measurable here
+    statement_ms: float | None  # pg_stat_statements' total time so far; None: not loaded
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Where the server's CPU can be read; `why` says why not when `postmaster` is None."""
+
+    url: str
+    postmaster: int | None
+    why: str
+    statements: bool  # pg_stat_statements loaded and readable
+
+    def sample(self) -> Sample:
+        cpu = tree_cpu_seconds(self.postmaster) if self.postmaster is not None else None
+        return Sample(cpu, self._statement_ms() if self.statements else None)
+
+    def _statement_ms(self) -> float | None:
+        import psycopg
+
+        sql = "SELECT coalesce(sum(total_exec_time + total_plan_time), 0) FROM pg_stat_statements"
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                row = conn.execute(sql).fetchone()
+        except psycopg.Error:
+            return None
+        return float(row[0]) if row else None
+
+
+def probe(url: str) -> Probe:
+    """Find the postmaster of the server at `url` in this host's /proc, if it is there."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_backend_pid(), extract(epoch FROM pg_postmaster_start_time()),"
+            " current_setting('shared_preload_libraries')"
+        ).fetchone()
+        assert row is not None
+        backend, started, preload = int(row[0]), float(row[1]), str(row[2])
+        statements = "pg_stat_statements" in preload
+        if statements:
+            try:
+                conn.execute("SELECT 1 FROM pg_stat_statements LIMIT 1")
+            except psycopg.Error:
+                statements = False  # loaded, but CREATE EXTENSION not run in this database
+        postmaster, why = _postmaster(url, backend, started)
+    return Probe(url, postmaster, why, statements)
+
+
+def _postmaster(url: str, backend: int, started: float) -> tuple[int | None, str]:
+    if not is_local(url):
+        return None, "server not on this host"
+    if not (PROC / "self" / "stat").exists():
+        return None, "no /proc on this host"
+    try:
+        pid = parent(backend)
+        if abs(start_time(pid) - started) > START_TOLERANCE_S:
+            return None, "server not on this host (its PIDs are not ours: a container?)"
+        tree_cpu_seconds(pid)  # readable: same user or root
+    except (OSError, ValueError, IndexError):
+        return None, "server not on this host (its processes are not readable here)"
+    return pid, ""

@@ -1,0 +1,95 @@
+"""The benchmark's CPU accounting from /proc, on this test's own process tree."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from queuectl.bench import servercpu
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+# burns 0.2 s of CPU (its own clock), says so, then waits for its stdin to close
+BURN = (
+    "import sys, time\n"
+    "end = time.process_time() + 0.2\n"
+    "while time.process_time() < end: pass\n"
+    "print('burnt', flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def _others(root: int) -> float:
+    """The tree's CPU minus the root's own: what its children used, live or reaped."""
+    return servercpu.tree_cpu_seconds(root) - servercpu.cpu_seconds(root)
+
+
+def _burner() -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BURN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "burnt\n"
+    return proc
+
+
+def test_a_live_child_and_then_its_reaped_time_count_in_the_tree() -> None:
+    me = os.getpid()
+    before = _others(me)
+    proc = _burner()
+    try:
+        live = _others(me) - before  # the child still runs: counted from its own stat
+        assert 0.1 <= live < 5
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait()
+    reaped = _others(me) - before  # waited for: now in our cutime + cstime
+    assert 0.1 <= reaped < 5
+    assert servercpu.reaped_seconds(me) >= 0.1
+
+
+def test_a_grandchild_counts_while_it_runs() -> None:
+    """The postmaster's backends are its children; the walk goes down any depth anyway."""
+    shell = subprocess.Popen(
+        ["/bin/sh", "-c", f'"{sys.executable}" -c "$BURN"; true'],  # a child, not exec
+        env={**os.environ, "BURN": BURN},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert shell.stdout is not None and shell.stdout.readline() == "burnt\n"
+        assert servercpu.tree_cpu_seconds(shell.pid) >= 0.1
+    finally:
+        assert shell.stdin is not None
+        shell.stdin.close()
+        shell.wait()
+
+
+def test_process_fields_of_this_process() -> None:
+    me = os.getpid()
+    assert servercpu.parent(me) == os.getppid()
+    assert servercpu.cpu_seconds(me) > 0
+    assert 0 <= time.time() - servercpu.start_time(me) < 24 * 3600 * 365
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("postgresql://postgres@127.0.0.1:5432/db", True),
+        ("postgresql://u@localhost/db", True),
+        ("postgresql://u@[::1]:5432/db", True),
+        ("postgresql:///db", True),  # no host: libpq's default unix socket
+        ("postgresql:///db?host=/var/run/postgresql", True),
+        ("postgresql://u@%2Fvar%2Frun%2Fpostgresql/db", True),
+        ("postgresql://u@db.example.com:5432/db", False),
+        ("postgresql://u@10.0.0.5/db", False),
+    ],
+)
+def test_is_local(url: str, local: bool) -> None:
+    assert servercpu.is_local(url) is local
