@@ -21,7 +21,7 @@ from typing import Any
 
 from queuectl import models
 from queuectl.backends import open_backend
-from queuectl.bench import seed
+from queuectl.bench import seed, servercpu
 
 QUEUECTL = [sys.executable, "-m", "queuectl"]
 
@@ -32,9 +32,26 @@ SLOW_JOBS = 5000  # jobs for the runs whose rate is flat and low (Procrastinate,
 @dataclass
 class Result:
     name: str
-    value: float
+    value: float | None  # None: not measurable here ("n/a", the note says why)
     unit: str
     note: str = ""
+
+
+PER_1K = "CPU s / 1k jobs"
+
+
+@dataclass(frozen=True)
+class Drain:
+    """One drain: its rate, and the CPU it cost the workers and the database server."""
+
+    rate: float  # jobs/s
+    jobs: int
+    worker_cpu_s: float  # the worker processes and their children, start-up included
+    db_cpu_s: float | None  # the PostgreSQL server, all its processes; None: not measurable
+    db_statement_ms: float | None = None  # pg_stat_statements, when loaded
+
+    def per_1k(self, seconds: float) -> float:
+        return seconds * 1000 / self.jobs
 
 
 @dataclass
@@ -48,16 +65,37 @@ class Bench:
     peers_python: str | None = None  # an interpreter with pgqueuer and procrastinate
     results: list[Result] = field(default_factory=list)
     series: list[dict[str, Any]] = field(default_factory=list)  # the matrix, for the plot
+    _probe: servercpu.Probe | None = field(default=None, repr=False)
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "QUEUECTL_DATABASE_URL": self.url, "QUEUECTL_LOG_LEVEL": "error"}
 
-    def add(self, name: str, value: float, unit: str, note: str = "") -> None:
-        self.results.append(Result(name, round(value, 2), unit, note))
+    def add(
+        self, name: str, value: float | None, unit: str, note: str = "", digits: int = 2
+    ) -> None:
+        self.results.append(
+            Result(name, None if value is None else round(value, digits), unit, note)
+        )
+
+    def server_probe(self) -> servercpu.Probe | None:
+        """Where the Postgres server's CPU is read (None on SQLite); probed once per run."""
+        if not seed.is_postgres(self.url):
+            return None
+        if self._probe is None:
+            self._probe = servercpu.probe(self.url)
+        return self._probe
 
     # --- drain ----------------------------------------------------------------------------------
     def drain(self, *, noop: bool, workers: int | None = None, slots: int | None = None) -> float:
         """Jobs/s from the first start to the last finish of N jobs, W processes x C slots."""
+        return self.drain_measured(noop=noop, workers=workers, slots=slots).rate
+
+    def drain_measured(
+        self, *, noop: bool, workers: int | None = None, slots: int | None = None
+    ) -> Drain:
+        """A drain, with the CPU the worker processes used (their rusage, reaped by us) and
+        the database server used (its processes in /proc) from the workers' start to their
+        exit: the per-job cost includes their start-up and last empty claims."""
         workers = workers or self.workers
         slots = slots or self.slots
         queue = f"bench-{secrets.token_hex(4)}"
@@ -68,6 +106,9 @@ class Bench:
                 [models.JobSpec(command=command, queue=queue) for _ in range(self.jobs)]
             )
             extra = ["--noop"] if noop else []
+            probe = self.server_probe()
+            before = probe.sample() if probe else None
+            reaped = servercpu.children_cpu_seconds()
             procs = [
                 subprocess.Popen(
                     [
@@ -89,6 +130,8 @@ class Bench:
             ]
             for proc in procs:
                 proc.wait()
+            worker_cpu = servercpu.children_cpu_seconds() - reaped
+            after = probe.sample() if probe else None
             done = backend.list_jobs(queue=queue, limit=self.jobs + 1)
             starts = [j.started_at for j in done if j.started_at]
             ends = [j.finished_at for j in done if j.finished_at]
@@ -96,13 +139,24 @@ class Bench:
             if completed != self.jobs or not starts or not ends:
                 raise RuntimeError(f"drain finished {completed} of {self.jobs} jobs")
             seconds = max((max(ends) - min(starts)).total_seconds(), 1e-6)
-            return self.jobs / seconds
+            return Drain(
+                self.jobs / seconds,
+                self.jobs,
+                worker_cpu,
+                _delta(before, after, "cpu_s"),
+                _delta(before, after, "statement_ms"),
+            )
         finally:
             backend.close()
             seed.purge_queue(self.url, queue)
 
     def spawn_ceiling(self, parallel: int | None = None) -> float:
         """`sh -c true` straight from Python at the same parallelism: the shell cost alone."""
+        return self.spawn_ceiling_measured(parallel)[0]
+
+    def spawn_ceiling_measured(self, parallel: int | None = None) -> tuple[float, float]:
+        """The spawn ceiling's jobs/s and CPU seconds (this process's threads and the shells)."""
+        cpu = servercpu.self_cpu_seconds() + servercpu.children_cpu_seconds()
         started = time.perf_counter()
         with ThreadPoolExecutor(parallel or self.workers * self.slots) as pool:
             list(
@@ -111,7 +165,9 @@ class Bench:
                     range(self.jobs),
                 )
             )
-        return self.jobs / (time.perf_counter() - started)
+        rate = self.jobs / (time.perf_counter() - started)
+        cpu = servercpu.self_cpu_seconds() + servercpu.children_cpu_seconds() - cpu
+        return rate, cpu
 
     # --- enqueue --------------------------------------------------------------------------------
     def enqueue_bulk(self) -> float:
@@ -189,6 +245,14 @@ class Bench:
     # --- peers and the bare-SQL ceiling (Postgres) --------------------------------------------
     def peer(self, system: str, *, processes: int, batch: int, jobs: int | None = None) -> float:
         """Drain rate of a peer queue, run by the interpreter of its own environment."""
+        return float(
+            self.peer_record(system, processes=processes, batch=batch, jobs=jobs)["jobs_per_s"]
+        )
+
+    def peer_record(
+        self, system: str, *, processes: int, batch: int, jobs: int | None = None
+    ) -> dict[str, Any]:
+        """peers.py's JSON record: jobs/s, and the CPU its workers and the server used."""
         if self.peers_python is None:
             raise RuntimeError("peer benchmarks need --peers-python")
         # -I: the script's directory is not put on sys.path (nor PYTHON* read), so nothing
@@ -200,7 +264,8 @@ class Bench:
         done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=900)
         if done.returncode != 0:
             raise RuntimeError(f"{system}: {done.stderr.strip().splitlines()[-1:]}")
-        return float(json.loads(done.stdout.strip().splitlines()[-1])["jobs_per_s"])
+        record: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return record
 
     def sql_ceiling(self, *, connections: int, batch: int, jobs: int | None = None) -> float:
         from queuectl.bench.baresql import sql_ceiling
@@ -226,13 +291,49 @@ class Bench:
 
     def _drain_section(self) -> None:
         shape = f"{self.jobs} jobs, {self.workers} processes x {self.slots} slots"
-        noop = self.drain(noop=True)
-        self.add("drain, noop executor", noop, "jobs/s", f"queue overhead only; {shape}")
-        shell = self.drain(noop=False)
-        self.add("drain, shell executor", shell, "jobs/s", f"/bin/sh -c true; {shape}")
-        ceiling = self.spawn_ceiling()
+        noop = self.drain_measured(noop=True)
+        self.add("drain, noop executor", noop.rate, "jobs/s", f"queue overhead only; {shape}")
+        shell = self.drain_measured(noop=False)
+        self.add("drain, shell executor", shell.rate, "jobs/s", f"/bin/sh -c true; {shape}")
+        ceiling, ceiling_cpu = self.spawn_ceiling_measured()
         self.add("spawn ceiling", ceiling, "jobs/s", "sh -c true from Python, same parallelism")
-        self.add("shell / spawn ceiling", shell / ceiling, "ratio", "")
+        self.add("shell / spawn ceiling", shell.rate / ceiling, "ratio", "")
+        note = f"worker processes' rusage, start-up included; {shape}"
+        self.add("worker CPU per 1k jobs (noop)", noop.per_1k(noop.worker_cpu_s), PER_1K, note, 3)
+        self.add(
+            "worker CPU per 1k jobs (shell)",
+            shell.per_1k(shell.worker_cpu_s),
+            PER_1K,
+            f"the shells included; {shape}",
+            3,
+        )
+        self.add(
+            "spawn ceiling CPU per 1k jobs",
+            ceiling_cpu * 1000 / self.jobs,
+            PER_1K,
+            "the Python threads and the shells",
+            3,
+        )
+        if (probe := self.server_probe()) is not None:
+            for label, drain in (("noop", noop), ("shell", shell)):
+                self._db_rows(f"db CPU per 1k jobs ({label})", drain, probe)
+
+    def _db_rows(self, name: str, drain: Drain, probe: servercpu.Probe) -> None:
+        """The server's CPU per 1k jobs (n/a, saying why, when it cannot be read here), and
+        pg_stat_statements' time when the server has it loaded."""
+        if drain.db_cpu_s is None:
+            self.add(name, None, PER_1K, f"n/a ({probe.why})")
+        else:
+            self.add(name, drain.per_1k(drain.db_cpu_s), PER_1K, "every postgres process", 3)
+        if drain.db_statement_ms is not None:
+            stmt = name.replace("db CPU", "db statement time")
+            self.add(
+                stmt,
+                drain.per_1k(drain.db_statement_ms / 1000),
+                "s / 1k jobs",
+                "pg_stat_statements exec + plan time",
+                3,
+            )
 
     def _pickup_section(self) -> None:
         ms = sorted(x * 1000 for x in self.pickup())
@@ -247,12 +348,22 @@ class Bench:
         if not self.url.startswith("postgres"):
             raise RuntimeError("the peers section needs a PostgreSQL --db")
         shape = f"{self.jobs} jobs, {self.workers} processes, batch {self.slots}"
-        ours = self.drain(noop=True)
+        drain = self.drain_measured(noop=True)
+        ours = drain.rate
         self.add("queuectl noop drain", ours, "jobs/s", shape)
+        probe = self.server_probe()
+        assert probe is not None  # Postgres
+        self._db_rows("queuectl db CPU per 1k jobs", drain, probe)
+        note = f"worker processes' rusage, start-up included; {shape}"
+        self.add(
+            "queuectl worker CPU per 1k jobs", drain.per_1k(drain.worker_cpu_s), PER_1K, note, 3
+        )
         if self.peers_python is not None:
-            pgq = self.peer("pgqueuer", processes=self.workers, batch=self.slots)
+            record = self.peer_record("pgqueuer", processes=self.workers, batch=self.slots)
+            pgq = float(record["jobs_per_s"])
             self.add("PGQueuer drain", pgq, "jobs/s", shape)
-            self.add("queuectl / PGQueuer", ours / pgq, "ratio", "target >= 1.0")
+            self.add("queuectl / PGQueuer", ours / pgq, "ratio", "target >= 1.5 (issue 16)")
+            self._peer_db_rows(drain, record, probe, shape)
             # Procrastinate and the commit-per-job loop run at a flat few hundred jobs/s: a
             # capped N gives the same rate without minutes of waiting
             slow = min(self.jobs, SLOW_JOBS)
@@ -267,6 +378,32 @@ class Bench:
         ceiling = self.sql_ceiling(connections=2, batch=100)
         self.add("bare SQL, 2 connections, 100 per batch", ceiling, "jobs/s", "the ceiling")
         self.add("queuectl / bare SQL ceiling", ours / ceiling, "ratio", "target >= 0.5")
+
+    def _peer_db_rows(
+        self, ours: Drain, record: dict[str, Any], probe: servercpu.Probe, shape: str
+    ) -> None:
+        """PGQueuer's server and worker CPU per 1k jobs (peers.py measures them from the
+        release of its connected workers to their exit) beside ours, and the ratios."""
+        theirs = Drain(
+            float(record["jobs_per_s"]),
+            int(record["jobs"]),
+            float(record["worker_cpu_s"]),
+            _opt(record.get("server_cpu_s")),
+            _opt(record.get("statement_ms")),
+        )
+        self._db_rows("PGQueuer db CPU per 1k jobs", theirs, probe)
+        if ours.db_cpu_s is not None and theirs.db_cpu_s:
+            ratio = ours.per_1k(ours.db_cpu_s) / theirs.per_1k(theirs.db_cpu_s)
+            self.add("db CPU queuectl / PGQueuer", ratio, "ratio", "target <= 1.0")
+        else:
+            self.add("db CPU queuectl / PGQueuer", None, "ratio", f"n/a ({probe.why})")
+        if ours.db_statement_ms is not None and theirs.db_statement_ms:
+            ratio = ours.per_1k(ours.db_statement_ms) / theirs.per_1k(theirs.db_statement_ms)
+            self.add("db statement time queuectl / PGQueuer", ratio, "ratio", "target <= 1.0")
+        note = f"worker processes' rusage, start-up included; {shape}"
+        self.add(
+            "PGQueuer worker CPU per 1k jobs", theirs.per_1k(theirs.worker_cpu_s), PER_1K, note, 3
+        )
 
     def _history_section(self) -> None:
         """Noop drain on an empty table, then with `history` completed jobs in it."""
@@ -310,6 +447,19 @@ class Bench:
             subprocess.run(floor, check=True)
             times.append((time.perf_counter() - started) * 1000)
         self.add("python -c 'import typer'", statistics.median(times), "ms", "the floor")
+
+
+def _opt(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _delta(
+    before: servercpu.Sample | None, after: servercpu.Sample | None, name: str
+) -> float | None:
+    if before is None or after is None:
+        return None
+    first, last = getattr(before, name), getattr(after, name)
+    return None if first is None or last is None else float(last - first)
 
 
 def as_json(

@@ -13,6 +13,10 @@
 # no-op jobs through its bulk enqueue API, P worker processes running its public worker API at
 # batch/concurrency B. The clock starts when every worker has imported, connected and been
 # released, and stops when SQL on the peer's own table shows all N jobs finished.
+# The cost of the drain, from that release to the workers' exit: the CPU of the worker
+# processes (their rusage once joined) and of the PostgreSQL server (every process of it, read
+# from /proc by servercpu.py, loaded by its path beside this file; null when the server is not
+# on this host), as `queuectl bench` measures its own workers.
 
 from __future__ import annotations
 
@@ -20,16 +24,19 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import json
 import multiprocessing
 import platform
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -185,6 +192,18 @@ PEERS = {
 }
 
 
+def _servercpu() -> Any:
+    """queuectl/bench/servercpu.py (standard library only), by its path: not as queuectl's."""
+    name = "_bench_servercpu"
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("servercpu.py"))
+    if spec is None or spec.loader is None:
+        raise ImportError("servercpu.py not found beside peers.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def _has(module: str) -> bool:
     try:
         _peer(module)
@@ -264,6 +283,8 @@ def bench(system: str, dsn: str, *, jobs: int, processes: int, batch: int, timeo
     """One drain of `jobs` no-op jobs by `processes` workers of `system`: the JSON record."""
     peer = PEERS[system]
     ctx = multiprocessing.get_context("spawn")
+    cpu = _servercpu()
+    probe = cpu.probe(dsn)
     with _scratch_database(dsn) as (url, server):
         peer.setup(url, jobs)
         go = ctx.Event()
@@ -274,6 +295,7 @@ def bench(system: str, dsn: str, *, jobs: int, processes: int, batch: int, timeo
             proc.start()
         try:
             _wait_ready(readies, procs, timeout)
+            before, reaped = probe.sample(), cpu.children_cpu_seconds()
             start = time.perf_counter()
             go.set()
             _wait_drained(url, peer, procs, timeout)
@@ -281,6 +303,8 @@ def bench(system: str, dsn: str, *, jobs: int, processes: int, batch: int, timeo
         finally:
             go.set()
             _stop(procs)
+        worker_cpu = cpu.children_cpu_seconds() - reaped
+        after = probe.sample()
         finished = _finished(url, peer)
     if finished != jobs:
         raise RuntimeError(f"{system}: {finished} of {jobs} jobs finished successfully")
@@ -291,15 +315,24 @@ def bench(system: str, dsn: str, *, jobs: int, processes: int, batch: int, timeo
         "jobs_per_s": round(jobs / seconds, 1),
         "version": version(peer.package),
         "startup_seconds": round(start - spawned, 3),
+        "worker_cpu_s": round(worker_cpu, 3),
+        "server_cpu_s": _minus(after.cpu_s, before.cpu_s),
+        "server_cpu_why": probe.why,
+        "statement_ms": _minus(after.statement_ms, before.statement_ms),
         "params": {
             "processes": processes,
             **peer.params(batch),
             "clock": "workers imported+connected, released together -> SQL shows all N done",
+            "cpu": "worker rusage and server /proc CPU from the release to the workers' exit",
             "done_poll_s": POLL_S,
             "python": platform.python_version(),
             "postgres": server,
         },
     }
+
+
+def _minus(last: float | None, first: float | None) -> float | None:
+    return None if last is None or first is None else round(last - first, 3)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -78,7 +78,7 @@ def bench(
     output.emit(
         output.table(
             ["measure", "value", "unit", "note"],
-            ([r.name, r.value, r.unit, r.note] for r in results),
+            ([r.name, "n/a" if r.value is None else r.value, r.unit, r.note] for r in results),
         )
     )
     if json_out:

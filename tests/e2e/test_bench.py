@@ -13,6 +13,8 @@ from queuectl.backends.base import Backend
 from queuectl.bench import seed
 from tests.conftest import Cli
 
+PEERS_PYTHON = Path(__file__).resolve().parents[2] / ".venv-peers" / "bin" / "python"
+
 pytestmark = pytest.mark.e2e
 
 
@@ -42,6 +44,17 @@ def test_bench_measures_and_leaves_no_jobs_behind(cli: Cli, tmp_path: Path) -> N
     assert values["drain, shell executor"] > 0
     assert values["shell / spawn ceiling"] > 0
     assert values["enqueue --file (bulk)"] > 0
+    # the worker side of the cost: CPU seconds per 1,000 jobs, beside the spawn ceiling's
+    for row in ("worker CPU per 1k jobs (noop)", "worker CPU per 1k jobs (shell)"):
+        assert values[row] > 0
+    assert values["spawn ceiling CPU per 1k jobs"] > 0
+    # the database side: the local Postgres server's CPU (every process of it, from /proc);
+    # SQLite runs inside the workers, so it has no rows of its own
+    db_rows = {"db CPU per 1k jobs (noop)", "db CPU per 1k jobs (shell)"}
+    if cli.url.startswith("postgres"):
+        assert all(values[row] > 0 for row in db_rows), values
+    else:
+        assert not db_rows & set(values)
     assert doc["params"] == {"jobs": 40, "workers": 1, "slots": 2}
     assert "drain, noop executor" in result.stdout
     # the user's queue is untouched, and the benchmark's own jobs are gone
@@ -91,6 +104,46 @@ def test_bench_peers_needs_postgres(cli: Cli) -> None:
     result = cli("bench", "--scratch", "--only", "peers")  # --scratch: always SQLite
     assert result.returncode == 2
     assert "PostgreSQL" in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.skipif(not PEERS_PYTHON.exists(), reason="no .venv-peers (make bench-peers-env)")
+@pytest.mark.timeout(300)
+def test_bench_peers_puts_database_cpu_per_job_beside_pgqueuer(pg_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    cli = Cli(pg_url, tmp_path)
+    result = cli(
+        "bench",
+        "--only",
+        "peers",
+        "--jobs",
+        "200",
+        "--slots",
+        "10",
+        "--peers-python",
+        str(PEERS_PYTHON),
+        "--json",
+        str(out),
+        timeout=280,
+    )
+    assert result.returncode == 0, result.stderr
+    values = {r["name"]: r["value"] for r in json.loads(out.read_text())["results"]}
+    for row in (
+        "queuectl noop drain",
+        "PGQueuer drain",
+        "queuectl / PGQueuer",
+        "queuectl / bare SQL ceiling",
+        # the server's CPU per 1,000 jobs, each drain, and their ratio
+        "queuectl db CPU per 1k jobs",
+        "PGQueuer db CPU per 1k jobs",
+        "db CPU queuectl / PGQueuer",
+        "queuectl worker CPU per 1k jobs",
+        "PGQueuer worker CPU per 1k jobs",
+    ):
+        assert values[row] > 0, (row, values)
+    assert "db CPU queuectl / PGQueuer" in result.stdout
+    assert cli.json("status", "--json")["total"] == 0
 
 
 def test_seeded_history_is_completed_jobs_with_one_run_each_and_purge_spares_running(
