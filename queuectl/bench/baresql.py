@@ -16,6 +16,8 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from urllib.parse import urlsplit, urlunsplit
 
+from queuectl.bench.servercpu import Probe
+
 CLAIM = (
     "WITH c AS (SELECT id FROM t WHERE state = 'pending' ORDER BY priority DESC, id"
     " LIMIT %s FOR UPDATE SKIP LOCKED)"
@@ -89,8 +91,11 @@ def _worker(url: str, batch: int, ready: Event, go: Event, results: Queue[int]) 
     results.put(done)
 
 
-def _drain(url: str, connections: int, batch: int) -> tuple[float, int]:
-    """Seconds from the start signal until every worker has found nothing left; jobs done."""
+def _drain(
+    url: str, connections: int, batch: int, probe: Probe | None = None
+) -> tuple[float, int, float | None]:
+    """Seconds from the start signal until every worker has found nothing left; jobs done;
+    the server's CPU seconds from the start signal to the workers' exit (None: unknown)."""
     ctx = multiprocessing.get_context("spawn")
     results: Queue[int] = ctx.Queue()
     go = ctx.Event()
@@ -106,12 +111,13 @@ def _drain(url: str, connections: int, batch: int) -> tuple[float, int]:
             while not ready.wait(0.1):
                 if not proc.is_alive():
                     raise RuntimeError(f"bench_sql worker exited early ({proc.exitcode})")
+        before = probe.sample().cpu_s if probe else None
         start = time.perf_counter()
         go.set()
         done = 0
         for _ in procs:
             done += _result(results, procs)
-        return time.perf_counter() - start, done
+        seconds = time.perf_counter() - start
     finally:
         go.set()
         for proc in procs:
@@ -119,6 +125,9 @@ def _drain(url: str, connections: int, batch: int) -> tuple[float, int]:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
+    after = probe.sample().cpu_s if probe else None
+    cpu = None if before is None or after is None else after - before
+    return seconds, done, cpu
 
 
 def _result(results: Queue[int], procs: list[SpawnProcess]) -> int:
@@ -150,13 +159,21 @@ def _verify(url: str, jobs: int, done: int) -> None:
 def sql_ceiling(dsn: str, *, jobs: int, connections: int, batch: int) -> float:
     """Jobs/s of `connections` processes each claiming `batch` rows then completing them in one
     statement (two commits per batch), on a fresh database; raises unless all N end completed."""
+    return sql_ceiling_cost(dsn, jobs=jobs, connections=connections, batch=batch)[0]
+
+
+def sql_ceiling_cost(
+    dsn: str, *, jobs: int, connections: int, batch: int, probe: Probe | None = None
+) -> tuple[float, float | None]:
+    """sql_ceiling's jobs/s, and the server CPU seconds of the drain (workers connected, from
+    their release to their exit) when `probe` can read it."""
     if jobs < 1 or connections < 1 or batch < 1:
         raise ValueError("jobs, connections and batch must be positive")
     with scratch_database(dsn) as url:
         _load(url, jobs)
-        seconds, done = _drain(url, connections, batch)
+        seconds, done, cpu = _drain(url, connections, batch, probe)
         _verify(url, jobs, done)
-    return jobs / seconds
+    return jobs / seconds, cpu
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -268,10 +268,17 @@ class Bench:
         return record
 
     def sql_ceiling(self, *, connections: int, batch: int, jobs: int | None = None) -> float:
-        from queuectl.bench.baresql import sql_ceiling
+        return self.sql_ceiling_cost(connections=connections, batch=batch, jobs=jobs)[0]
+
+    def sql_ceiling_cost(
+        self, *, connections: int, batch: int, jobs: int | None = None
+    ) -> tuple[float, float | None]:
+        """The bare-SQL loop's jobs/s and its server CPU seconds (None: not readable here)."""
+        from queuectl.bench.baresql import sql_ceiling_cost
 
         n = jobs or self.jobs
-        return sql_ceiling(self.url, jobs=n, connections=connections, batch=batch)
+        probe = self.server_probe()
+        return sql_ceiling_cost(self.url, jobs=n, connections=connections, batch=batch, probe=probe)
 
     def run(self, *, sections: set[str], progress: Callable[[str], None]) -> list[Result]:
         steps: list[tuple[str, Callable[[], None]]] = [
@@ -375,9 +382,12 @@ class Bench:
         one = self.sql_ceiling(connections=1, batch=1, jobs=slow)
         note = f"claim, then complete; {slow} jobs"
         self.add("bare SQL, 1 connection, 1 per commit", one, "jobs/s", note)
-        ceiling = self.sql_ceiling(connections=2, batch=100)
+        ceiling, ceiling_cpu = self.sql_ceiling_cost(connections=2, batch=100)
         self.add("bare SQL, 2 connections, 100 per batch", ceiling, "jobs/s", "the ceiling")
         self.add("queuectl / bare SQL ceiling", ours / ceiling, "ratio", "target >= 0.5")
+        if ceiling_cpu is not None:  # the floor of a SKIP LOCKED queue's database work
+            per_1k = ceiling_cpu * 1000 / self.jobs
+            self.add("bare SQL db CPU per 1k jobs", per_1k, PER_1K, "2 connections x 100", 3)
 
     def _peer_db_rows(
         self, ours: Drain, record: dict[str, Any], probe: servercpu.Probe, shape: str
