@@ -93,3 +93,15 @@ def test_process_fields_of_this_process() -> None:
 )
 def test_is_local(url: str, local: bool) -> None:
     assert servercpu.is_local(url) is local
+
+
+def test_a_server_elsewhere_or_in_another_pid_namespace_is_not_read() -> None:
+    """n/a, saying why: a remote host, or a "backend" whose parent did not start when the
+    server says its postmaster did (a container's PIDs are not this host's)."""
+    far = servercpu._postmaster("postgresql://u@db.example.com/db", os.getpid(), time.time())
+    assert far == (None, "server not on this host")
+    local = "postgresql://u@127.0.0.1/db"
+    pid, why = servercpu._postmaster(local, os.getpid(), time.time() + 3600)
+    assert pid is None and "container" in why
+    parent_started = servercpu.start_time(os.getppid())  # the real thing: found and readable
+    assert servercpu._postmaster(local, os.getpid(), parent_started) == (os.getppid(), "")
