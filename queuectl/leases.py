@@ -95,7 +95,8 @@ class LeaseKeeper:
 
     def _listen(self, on_job_notice: Callable[[str], None]) -> None:
         """Postgres LISTEN: an enqueue, retry or due job wakes the claim loop at once; a
-        cancel or stop makes the heartbeat run at once. Polling remains the fallback."""
+        cancel or stop makes the heartbeat run at once. Polling remains the fallback, and is
+        all there is when the backend has nowhere to LISTEN (said once, here)."""
 
         def on_notify(channel: str, payload: str) -> None:
             if channel == "queuectl_control":
@@ -106,7 +107,15 @@ class LeaseKeeper:
         def on_error(error: str) -> None:
             self._log.warning("listen_failed", error=error, note="polling until reconnected")
 
-        self.backend.listen(on_notify, self.closing, on_error=on_error)
+        listened = self.backend.listen(on_notify, self.closing, on_error=on_error)
+        if not listened and self.backend.notifies:  # Postgres with nowhere to LISTEN
+            self._log.warning(
+                "listen_unavailable",
+                note="no LISTEN through a pooler in transaction mode: idle workers poll "
+                f"every {self.settings.poll_interval_s:g}s (poll-interval), and cancels "
+                "and stops arrive with the next heartbeat; set QUEUECTL_LISTEN_URL to a "
+                "direct URL to be woken at once",
+            )
 
     def beat(self) -> None:
         """One heartbeat, in whatever thread calls it."""

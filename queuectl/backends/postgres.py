@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from queuectl import config, models
-from queuectl.backends import common, store
+from queuectl.backends import common, secrets_of, store
 from queuectl.backends.base import Enqueued, Names, OnError, OnNotify
 from queuectl.backends.connector import Row, Session
 from queuectl.backends.postgres_connector import (
@@ -42,10 +42,25 @@ class PostgresBackend(store.SqlBackend):
     notifies = True
     single_host = False
 
-    def __init__(self, url: str, *, pool_size: int = 0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 0,
+        pooler: str | None = None,
+        listen_url: str | None = None,
+    ) -> None:
+        """`pooler` and `listen_url`: None reads QUEUECTL_DATABASE_POOLER and
+        QUEUECTL_LISTEN_URL (postgres_connector.py)."""
         self.url = url
-        self._pg = PgConnector(url, pool_size=pool_size)
+        self._pg = PgConnector(url, pool_size=pool_size, pooler=pooler, listen_url=listen_url)
+        self._listening = False
         super().__init__(self._pg)
+
+    def connections(self) -> int:
+        """Database connections this process holds now: the pool's (or the one connection)
+        plus the LISTEN connection's."""
+        return self._pg.connections() + self._listening
 
     def hold_writes(self) -> contextlib.AbstractContextManager[None]:
         return self._pg.gate.hold()
@@ -186,11 +201,19 @@ class PostgresBackend(store.SqlBackend):
 
     def _watch(self, on_notify: OnNotify, stop: threading.Event, on_error: OnError) -> bool:
         """Deliver wake-up and control notifications until `stop`, on a connection of its own
-        (LISTEN); re-listen after a lost connection."""
+        (LISTEN); re-listen after a lost connection. False at once when there is nowhere to
+        LISTEN: through a pooler in transaction mode without a direct QUEUECTL_LISTEN_URL
+        (a LISTEN there would hold for one transaction, on a server connection that then
+        serves other clients)."""
+        url = self._pg.listen_url
+        if url is None:
+            return False
+        secrets = self._pg.secrets + secrets_of(url)
         pause = _LISTEN_RETRY_S[0]
         while not stop.is_set():
             try:
-                with psycopg.connect(self.url, **self._pg.kwargs) as conn:
+                with psycopg.connect(url, **self._pg.listen_kwargs) as conn:
+                    self._listening = True
                     conn.execute("LISTEN queuectl_wake")
                     conn.execute("LISTEN queuectl_control")
                     pause = _LISTEN_RETRY_S[0]
@@ -200,11 +223,13 @@ class PostgresBackend(store.SqlBackend):
                             on_notify(note.channel, note.payload)
             except Exception as exc:  # this thread must outlive any error: it re-listens
                 if on_error is not None:
-                    on_error(first_line(exc, self._pg.secrets))
+                    on_error(first_line(exc, secrets))
                 # backing off: while the server is down, one line per try; polling covers
                 # the wake-ups missed meanwhile
                 stop.wait(pause)
                 pause = min(pause * 2, _LISTEN_RETRY_S[1])
+            finally:
+                self._listening = False
         return True
 
     def _notify(self, s: Session, queues: Iterable[str]) -> None:

@@ -1,12 +1,23 @@
-"""The Postgres connector: connections (one, or a pool), transactions, error translation."""
+"""The Postgres connector: connections (one, or a pool), transactions, error translation.
+
+Through a pooler in transaction mode (PgBouncer's `pool_mode = transaction`; say so with
+QUEUECTL_DATABASE_POOLER=pgbouncer) a client's consecutive transactions may run on different
+server connections, so nothing here may rely on session state across transactions: psycopg
+prepares no statement (PgBouncer 1.18 cannot carry them), the time zone is set with a SET
+PgBouncer tracks per client instead of the `options` startup parameter it refuses, and the
+LISTEN connection goes to QUEUECTL_LISTEN_URL (a direct URL) or is not opened at all.
+Everything else already fits: one statement or one transaction per call, advisory locks only
+transaction-scoped (migrate), no temporary tables, no server-side cursors.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import select
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -24,6 +35,10 @@ MIGRATIONS = load_queries("postgres_schema.sql")
 # arrives while none is left makes the pool try to connect again once it gave up (below)
 _POOL_WAIT_S = 2.0
 _POOL_RECONNECT_S = 2.0  # a pool's background reconnection gives up after this
+
+POOLER_ENV = "QUEUECTL_DATABASE_POOLER"
+LISTEN_URL_ENV = "QUEUECTL_LISTEN_URL"
+POOLERS = ("none", "pgbouncer")
 
 Cursor = psycopg.Cursor[dict[str, Any]]
 
@@ -45,8 +60,11 @@ def _translated(secrets: tuple[str, ...] = ()) -> Iterator[None]:
     except pgerrors.UniqueViolation as exc:
         raise common.unique_violation(exc.diag.table_name, _key(exc)) from None
     except psycopg.OperationalError as exc:
+        hint = ""
+        if "unsupported startup parameter" in str(exc):  # PgBouncer refusing `options`
+            hint = f" (through PgBouncer? set {POOLER_ENV}=pgbouncer)"
         raise errors.BackendUnavailable(
-            f"PostgreSQL unavailable: {first_line(exc, secrets)}"
+            f"PostgreSQL unavailable: {first_line(exc, secrets)}{hint}"
         ) from None
     except psycopg.DataError as exc:
         # Postgres text cannot hold a NUL (SQLite can, and simply matches nothing): a
@@ -76,10 +94,26 @@ def _hung_up(conn: psycopg.Connection[Any]) -> bool:
         return True
 
 
+def pooler_from_env(environ: Mapping[str, str] = os.environ) -> str:
+    """QUEUECTL_DATABASE_POOLER: `none` (the default: a direct connection) or `pgbouncer`
+    (transaction pooling). Read from the environment, like libpq's PG* variables, so that
+    every process that opens the URL (CLI, worker, orchestrator, dashboard, the Python API)
+    connects the same way."""
+    value = environ.get(POOLER_ENV, "").strip().lower() or "none"
+    if value not in POOLERS:
+        raise errors.ConfigError(f"{POOLER_ENV} must be one of {', '.join(POOLERS)}, not {value!r}")
+    return value
+
+
 def _key(exc: psycopg.Error) -> str | None:
     """The taken value of a unique violation: `Key (id)=(x) already exists.` -> x."""
     match = re.search(r"\)=\((.*)\) already exists", exc.diag.message_detail or "")
     return match.group(1) if match else None
+
+
+def _utc(conn: psycopg.Connection[Any]) -> None:
+    """Through a pooler: the session time zone a direct connection gets from `options`."""
+    conn.execute("SET timezone TO 'UTC'")
 
 
 def _unchanged(value: Any) -> Any:
@@ -119,9 +153,22 @@ class PgConnector:
     """connector.Connector on PostgreSQL: times are timestamptz (datetimes both ways), lists
     are arrays."""
 
-    def __init__(self, url: str, *, pool_size: int = 0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 0,
+        pooler: str | None = None,
+        listen_url: str | None = None,
+    ) -> None:
         self.url = url
         self.secrets = secrets_of(url)
+        # None: from the environment (QUEUECTL_DATABASE_POOLER, QUEUECTL_LISTEN_URL)
+        self.pooler = pooler_from_env() if pooler is None else pooler
+        listen_url = os.environ.get(LISTEN_URL_ENV) if listen_url is None else listen_url
+        # where LISTEN goes: the URL itself when direct; through a pooler only a direct URL
+        # given for it, else None (the worker polls)
+        self.listen_url: str | None = listen_url or (url if self.pooler == "none" else None)
         self.kwargs: dict[str, Any] = {
             "autocommit": True,
             "row_factory": dict_row,
@@ -140,6 +187,16 @@ class PgConnector:
             "keepalives_interval": 5,
             "keepalives_count": 3,
         }
+        # the LISTEN connection is a direct one: it keeps the direct settings
+        self.listen_kwargs = dict(self.kwargs)
+        if self.pooler != "none":
+            # PgBouncer 1.18 refuses the `options` startup parameter; the time zone is set
+            # by a SET after connecting instead, which it tracks per client and replays on
+            # whichever server connection runs the client's next transaction
+            del self.kwargs["options"]
+            # psycopg prepares a query run 5 times on one connection, by name, on the
+            # server connection of that moment; the next transaction may run elsewhere
+            self.kwargs["prepare_threshold"] = None
         self._pool: Any = None
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
         self._lock = threading.Lock()
@@ -155,12 +212,13 @@ class PgConnector:
             logging.getLogger("psycopg.pool").propagate = False
             logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
             with _translated(self.secrets):
-                psycopg.connect(self.url, **self.kwargs).close()  # fail fast, one clear line
+                self._connect().close()  # fail fast, one clear line
                 self._pool = ConnectionPool(
                     url,
                     min_size=1,
                     max_size=pool_size,
                     kwargs=self.kwargs,
+                    configure=None if self.pooler == "none" else _utc,
                     open=False,
                     name="queuectl",
                     # while the server is down a call fails after this wait (and its caller
@@ -186,9 +244,28 @@ class PgConnector:
                 if self._conn is not None and _hung_up(self._conn):
                     self._conn.close()
                 if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.url, **self.kwargs)
+                    self._conn = self._connect()
                 self._check_version(self._conn)
                 yield self._conn
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        conn: psycopg.Connection[dict[str, Any]] = psycopg.connect(self.url, **self.kwargs)
+        if self.pooler != "none":
+            try:
+                _utc(conn)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def connections(self) -> int:
+        """Connections this connector holds open now (through a pooler: to the pooler)."""
+        held = 0
+        if self._pool is not None:
+            held += int(self._pool.get_stats().get("pool_size", 0))
+        if self._conn is not None and not self._conn.closed:
+            held += 1
+        return held
 
     def _check_version(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
         """Once per process: a schema that a newer queuectl migrated is refused before this

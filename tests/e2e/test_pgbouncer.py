@@ -1,0 +1,255 @@
+"""Every process through PgBouncer in transaction pooling mode (Debian's pgbouncer 1.18, which
+carries no prepared statements in that mode), started here on a free port in front of the test
+database: migrate, enqueue, two workers and an orchestrator draining 300 jobs exactly once,
+status and list, a cancel reaching a running job, and the pickup path with and without a
+direct LISTEN URL (QUEUECTL_LISTEN_URL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import pytest
+
+from tests.conftest import Cli
+from tests.e2e.waiting import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+class PooledCli(Cli):
+    """The CLI with QUEUECTL_DATABASE_POOLER=pgbouncer (and any other setting) in its
+    environment, for every call."""
+
+    def __init__(self, url: str, cwd: Path, **settings: str) -> None:
+        super().__init__(url, cwd)
+        self.settings = {"QUEUECTL_DATABASE_POOLER": "pgbouncer", **settings}
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return super().env(**{**self.settings, **extra})
+
+
+def _pgbouncer() -> str | None:
+    return shutil.which("pgbouncer") or next(
+        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.access(p, os.X_OK)), None
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Bouncer:
+    url: str  # the test database, through PgBouncer
+    direct: str  # the same database, straight to Postgres
+    log: Path
+
+
+def _config(direct: str, port: int, workdir: Path) -> str:
+    parts = urlsplit(direct)
+    server = f"host={parts.hostname or '127.0.0.1'} port={parts.port or 5432}"
+    if parts.password:
+        server += f" password={unquote(parts.password)}"
+    return "\n".join(
+        [
+            "[databases]",
+            f"* = {server}",
+            "[pgbouncer]",
+            "listen_addr = 127.0.0.1",
+            f"listen_port = {port}",
+            "unix_socket_dir =",
+            "auth_type = trust",
+            f"auth_file = {workdir / 'users.txt'}",
+            "pool_mode = transaction",
+            "default_pool_size = 20",
+            "max_client_conn = 500",
+            f"logfile = {workdir / 'pgbouncer.log'}",
+            f"pidfile = {workdir / 'pgbouncer.pid'}",
+            "",
+        ]
+    )
+
+
+@pytest.fixture
+def bouncer(pg_url: str) -> Iterator[Bouncer]:
+    binary = _pgbouncer()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("pgbouncer is not installed; .ci/run installs Debian's `pgbouncer`")
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
+    # a directory the unprivileged pgbouncer can read and write (pytest's tmp_path is 0700)
+    workdir = Path(tempfile.mkdtemp(prefix="queuectl-pgbouncer-"))
+    port = _free_port()
+    parts = urlsplit(pg_url)
+    user = unquote(parts.username or "postgres")
+    (workdir / "users.txt").write_text(f'"{user}" ""\n')
+    (workdir / "pgbouncer.ini").write_text(_config(pg_url, port, workdir))
+    argv = [binary, str(workdir / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root: -u drops to the server's user
+        workdir.chmod(0o755)
+        for path in [workdir, *workdir.iterdir()]:
+            shutil.chown(path, "postgres")
+        argv[1:1] = ["-u", "postgres"]
+    out = workdir / "stderr.txt"
+    with open(out, "wb") as sink:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
+    url = parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{port}").geturl()
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"pgbouncer exited {proc.returncode}: {out.read_text()}")
+        try:
+            psycopg.connect(url, prepare_threshold=None, connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    try:
+        wait_for(ready, timeout=10, every=0.1)
+        yield Bouncer(url=url, direct=pg_url, log=workdir / "pgbouncer.log")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _stop(proc: subprocess.Popen[bytes], cli: Cli) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0, cli.log(proc)
+
+
+def _listeners(direct: str) -> int:
+    """Server sessions of this database whose last statement was the worker's LISTEN."""
+    with psycopg.connect(direct, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query = 'LISTEN queuectl_control'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_fleet_drains_through_pgbouncer_exactly_once(bouncer: Bouncer, tmp_path: Path) -> None:
+    # the default (a direct connection) is refused by PgBouncer, with the way out named
+    refused = Cli(bouncer.url, tmp_path)("status")
+    assert refused.returncode != 0
+    assert "QUEUECTL_DATABASE_POOLER=pgbouncer" in refused.stderr, refused.stderr
+
+    cli = PooledCli(bouncer.url, tmp_path)
+    migrated = cli("db", "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    done = tmp_path / "done.txt"
+    ids = [f"j{i:03d}" for i in range(300)]
+    lines = "".join(json.dumps({"id": i, "command": f"echo {i} >> {done}"}) + "\n" for i in ids)
+    enqueued = cli("enqueue", "--file", "-", input=lines)
+    assert enqueued.returncode == 0, enqueued.stderr
+
+    orchestrator = cli.popen("orchestrator", "run")
+    workers = [cli.popen("worker", "start", "--count", "4", "--burst") for _ in range(2)]
+    try:
+        for worker in workers:
+            assert worker.wait(timeout=40) == 0, cli.log(worker)
+        # the orchestrator led through PgBouncer too (its lease is a row, not a session lock)
+        wait_for(lambda: "leader_elected" in cli.log(orchestrator), timeout=15)
+    finally:
+        for proc in [*workers, orchestrator]:
+            _stop(proc, cli)
+    for proc in [*workers, orchestrator]:
+        assert "Traceback" not in cli.log(proc), cli.log(proc)
+        assert "prepared statement" not in cli.log(proc), cli.log(proc)
+    for worker in workers:  # said once, then polled
+        assert cli.log(worker).count("listen_unavailable") == 1, cli.log(worker)
+
+    ran = Counter(done.read_text().split())
+    assert sorted(ran) == ids  # every job ran ...
+    assert [i for i, n in ran.items() if n > 1] == []  # ... once
+    status = cli.json("status", "--json")
+    assert status["jobs"]["completed"] == 300 and status["total"] == 300, status
+    listed = cli.json("list", "--json", "--limit", "1000")
+    assert sorted(j["id"] for j in listed) == ids
+    assert {j["state"] for j in listed} == {"completed"}
+    assert cli.json("worker", "list", "--json") == []
+
+
+def _pickups(cli: Cli, n: int) -> list[float]:
+    """Enqueue -> start of `n` jobs enqueued one at a time while one worker idles."""
+    latencies = []
+    for k in range(n):
+        time.sleep(0.3 + 0.1 * (k % 3))  # idle again, at a different poll phase
+        job = cli.json("enqueue", json.dumps({"command": "true"}))
+
+        def started(job_id: str = job["id"]) -> str | None:
+            shown = cli.json("show", job_id, "--json")
+            return shown["started_at"] if shown["started_at"] else None
+
+        latencies.append(
+            (
+                _ts(wait_for(started, timeout=10, every=0.02)) - _ts(job["created_at"])
+            ).total_seconds()
+        )
+    return latencies
+
+
+def test_cancel_and_pickup_through_pgbouncer_with_and_without_a_listen_url(
+    bouncer: Bouncer, tmp_path: Path
+) -> None:
+    cli = PooledCli(bouncer.url, tmp_path)
+    # without a listen URL: no LISTEN at all, cancels arrive with the heartbeat, pickup polls
+    worker = cli.popen("worker", "start", "--count", "2")
+    try:
+        wait_for(lambda: len(cli.json("worker", "list", "--json")) == 2, timeout=15)
+        wait_for(lambda: "listen_unavailable" in cli.log(worker), timeout=10)
+        assert _listeners(bouncer.direct) == 0
+        cli.json("enqueue", json.dumps({"id": "slow", "command": "sleep 60"}))
+        wait_for(
+            lambda: cli.json("show", "slow", "--json")["state"] == "processing",
+            timeout=15,
+        )
+        asked = time.monotonic()
+        assert cli("cancel", "slow").returncode == 0
+        wait_for(lambda: cli.json("show", "slow", "--json")["state"] == "cancelled", timeout=15)
+        assert time.monotonic() - asked < 10  # a heartbeat (2 s) plus the kill
+        shown = cli.json("show", "slow", "--json")
+        assert shown["runs"][-1]["outcome"] == "cancelled"
+        polled = _pickups(cli, 5)
+    finally:
+        _stop(worker, cli)
+    assert cli.log(worker).count("listen_unavailable") == 1
+    assert max(polled) < 1.0 + 1.5, polled  # poll-interval 1 s, plus a claim
+
+    # with a direct listen URL: the worker LISTENs there and is woken at once
+    cli = PooledCli(bouncer.url, tmp_path, QUEUECTL_LISTEN_URL=bouncer.direct)
+    worker = cli.popen("worker", "start", "--count", "2")
+    try:
+        wait_for(lambda: _listeners(bouncer.direct) == 1, timeout=15)
+        woken = _pickups(cli, 5)
+    finally:
+        _stop(worker, cli)
+    assert "listen_unavailable" not in cli.log(worker)
+    assert statistics.median(woken) < 0.5, woken
+    print(f"pickup through PgBouncer: polled {polled}, woken {woken}")
