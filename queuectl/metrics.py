@@ -5,7 +5,7 @@ outcome, sweep, operation): never job ids, commands or hostnames."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -30,6 +30,7 @@ class Metrics:
     observe.MetricsLike names; a process without a metrics port gets observe.NullMetrics)."""
 
     def __init__(self, role: str) -> None:
+        self.role = role
         self.registry = CollectorRegistry()
         r = self.registry
         Info("queuectl_build", "Version of queuectl", registry=r).info(
@@ -97,6 +98,21 @@ class Metrics:
             start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
             raise errors.UsageError(f"--metrics-port {port}: {exc.strerror}") from None
+
+    def add_connection_gauge(self, backend: Backend) -> None:
+        """queuectl_db_connections{role}: the database connections this process holds open,
+        read at scrape time (Postgres only: pool plus LISTEN; through PgBouncer these are
+        connections to PgBouncer, which shares its few server connections among them)."""
+        held: Callable[[], int] | None = getattr(backend, "connections", None)
+        if held is None:
+            return  # SQLite: a file, no server connections
+        gauge = Gauge(
+            "queuectl_db_connections",
+            "Database connections this process holds open now (pool and LISTEN)",
+            ["role"],
+            registry=self.registry,
+        )
+        gauge.labels(role=self.role).set_function(lambda: float(held()))
 
     def add_queue_collector(self, backend: Backend, *, lease_ttl_s: float) -> None:
         self.registry.register(QueueCollector(backend, lease_ttl_s=lease_ttl_s))

@@ -21,6 +21,7 @@ def run(metrics_port: runtime.MetricsPort = None) -> None:
 
     backend, metrics = runtime.start_process("orchestrator", pool_size=2, metrics_port=metrics_port)
     if metrics is not None:
+        metrics.add_connection_gauge(backend)
         # queue depth is computed here only, from the database, at scrape time
         metrics.add_queue_collector(backend, lease_ttl_s=CTX.settings.lease_ttl_s)
     orchestrator = Orchestrator(

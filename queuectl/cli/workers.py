@@ -50,6 +50,8 @@ def start(
         "worker", pool_size=min(count, 4) + 2, metrics_port=metrics_port
     )
     metrics: MetricsLike = NULL_METRICS if served is None else served
+    if served is not None:
+        served.add_connection_gauge(backend)
     duties: list[Duty] = []
     if backend.url.startswith("sqlite") or "://" not in backend.url:
         # one host, one command: the worker carries the orchestrator's duties (cron, DLQ
