@@ -3,7 +3,7 @@ QUEUECTL_* env < flags). The queue policy every worker shares lives in the datab
 queuectl/policy.py."""
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,9 @@ class Settings:
     allowed_commands: tuple[str, ...] | None = None
     log_format: str = "auto"
     log_level: str = "info"
+    # the most database connections a worker or orchestrator process pools (its LISTEN
+    # connection aside); 0: the role's default (a worker: min(slots, 4) + 2; an orchestrator: 2)
+    db_pool_size: int = 0
 
 
 _ENV = {
@@ -57,6 +60,7 @@ _ENV = {
     "allowed_commands": "QUEUECTL_ALLOWED_COMMANDS",
     "log_format": "QUEUECTL_LOG_FORMAT",
     "log_level": "QUEUECTL_LOG_LEVEL",
+    "db_pool_size": "QUEUECTL_DB_POOL_SIZE",
 }
 _TOML_KEYS = {name: name.removesuffix("_s").replace("_", "-") for name in _ENV}
 
@@ -120,8 +124,8 @@ def _build(merged: Mapping[str, tuple[object, str]]) -> Settings:
             if seconds <= 0:
                 raise errors.ConfigError(f"{_TOML_KEYS[f.name]} (from {source}) must be > 0")
             kwargs[f.name] = seconds
-        elif f.name == "dashboard_allowed_hosts":
-            kwargs[f.name] = _names(value)
+        elif f.name in _CONVERT:
+            kwargs[f.name] = _CONVERT[f.name](value, source)
         elif f.name == "allowed_commands":
             try:
                 kwargs[f.name] = _allowed_commands(value)
@@ -143,11 +147,27 @@ def _build(merged: Mapping[str, tuple[object, str]]) -> Settings:
     return settings
 
 
-def _names(value: object) -> tuple[str, ...]:
+def _pool_size(value: object, source: str) -> int:
+    try:
+        size = int(str(value).strip())
+    except ValueError:
+        size = -1
+    if not 0 <= size <= 64:
+        raise errors.ConfigError(f"db-pool-size (from {source}) must be a whole number, 0 to 64")
+    return size
+
+
+def _names(value: object, source: str = "") -> tuple[str, ...]:
     """A comma-separated string (the environment) or a list (TOML); blanks dropped. The
     dashboard checks each is a host name: parsing them here would import it on every call."""
     items = value if isinstance(value, list) else str(value).split(",")
     return tuple(name for item in items if (name := str(item).strip()))
+
+
+_CONVERT: dict[str, Callable[[object, str], Any]] = {
+    "dashboard_allowed_hosts": _names,
+    "db_pool_size": _pool_size,
+}
 
 
 def _allowed_commands(value: object) -> tuple[str, ...] | None:

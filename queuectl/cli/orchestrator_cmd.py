@@ -19,7 +19,10 @@ def run(metrics_port: runtime.MetricsPort = None) -> None:
     from queuectl.observe import NULL_METRICS
     from queuectl.orchestrator import Orchestrator
 
-    backend, metrics = runtime.start_process("orchestrator", pool_size=2, metrics_port=metrics_port)
+    pool_size = CTX.settings.db_pool_size or 2  # the sweeps' thread and a metrics scrape
+    backend, metrics = runtime.start_process(
+        "orchestrator", pool_size=pool_size, metrics_port=metrics_port
+    )
     if metrics is not None:
         metrics.add_connection_gauge(backend)
         # queue depth is computed here only, from the database, at scrape time

@@ -46,8 +46,10 @@ def start(
     # a name enqueue would refuse can hold no job: say so, rather than serve nothing forever
     queues = [check_queue(q) for q in queue or ()]
     # slots + heartbeat + claim loop share a few connections: a fleet must not need thousands
+    # (db-pool-size sets it; the LISTEN connection comes on top)
+    pool_size = CTX.settings.db_pool_size or min(count, 4) + 2
     backend, served = runtime.start_process(
-        "worker", pool_size=min(count, 4) + 2, metrics_port=metrics_port
+        "worker", pool_size=pool_size, metrics_port=metrics_port
     )
     metrics: MetricsLike = NULL_METRICS if served is None else served
     if served is not None:
