@@ -53,6 +53,7 @@ def test_compose_has_every_service_and_orders_the_start() -> None:
     services = files.compose()["services"]
     assert set(services) == {
         "postgres",
+        "pgbouncer",
         "migrate",
         "orchestrator",
         "worker",
@@ -60,6 +61,9 @@ def test_compose_has_every_service_and_orders_the_start() -> None:
         "prometheus",
         "grafana",
     }
+    # PgBouncer starts only with its profile; without it nothing points at it
+    assert services["pgbouncer"]["profiles"] == ["pgbouncer"]
+    assert [n for n, s in services.items() if "profiles" in s] == ["pgbouncer"]
     assert services["postgres"]["healthcheck"]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("orchestrator", "worker", "dashboard"):
@@ -101,7 +105,39 @@ def test_every_compose_command_is_a_real_queuectl_command() -> None:
         url = service["environment"]["QUEUECTL_DATABASE_URL"]
         assert url == "postgresql://queuectl@postgres:5432/queuectl"
         assert service["environment"]["PGPASSWORD"] == "queuectl"
+        assert service["environment"]["QUEUECTL_DATABASE_POOLER"] == "none"
+        assert service["environment"].get("QUEUECTL_LISTEN_URL", "") == ""
     assert services["worker"]["command"][:4] == ["worker", "start", "--count", "4"]
+
+
+def test_the_pgbouncer_profile_points_all_but_migrate_at_pgbouncer() -> None:
+    """The lines docker-compose.yml's header gives for the profile: workers, orchestrators
+    and the dashboard go through PgBouncer and LISTEN direct; migrate stays direct."""
+    header = files.COMPOSE.read_text().split("services:", 1)[0]
+    settings = dict(
+        line.removeprefix("#").strip().split("=", 1)
+        for line in header.splitlines()
+        if re.match(r"#\s+[A-Z_]+=", line)
+    )
+    assert settings["COMPOSE_PROFILES"] == "pgbouncer"
+    services = files.compose()["services"]
+
+    def env(name: str) -> dict[str, str]:
+        raw = services[name]["environment"].items()
+        return {k: files.interpolate(str(v), settings) for k, v in raw}
+
+    for name in ("orchestrator", "worker", "dashboard"):
+        assert env(name)["QUEUECTL_DATABASE_URL"] == "postgresql://queuectl@pgbouncer:6432/queuectl"
+        assert env(name)["QUEUECTL_DATABASE_POOLER"] == "pgbouncer"
+        assert env(name)["QUEUECTL_LISTEN_URL"] == "postgresql://queuectl@postgres:5432/queuectl"
+    assert env("migrate")["QUEUECTL_DATABASE_URL"] == "postgresql://queuectl@postgres:5432/queuectl"
+    assert env("migrate")["QUEUECTL_DATABASE_POOLER"] == "none"
+    pgbouncer = services["pgbouncer"]
+    assert pgbouncer["build"] == "deploy/pgbouncer"
+    assert (files.ROOT / "deploy" / "pgbouncer" / "Dockerfile").is_file()
+    entrypoint = files.ROOT / "deploy" / "pgbouncer" / "entrypoint.sh"
+    assert subprocess.run(["sh", "-n", str(entrypoint)], check=False).returncode == 0
+    assert "pool_mode = transaction" in entrypoint.read_text()
 
 
 def test_dockerfile_is_slim_multi_stage_and_non_root() -> None:
