@@ -29,9 +29,14 @@ def _others(root: int) -> float:
     return servercpu.tree_cpu_seconds(root) - servercpu.cpu_seconds(root)
 
 
-def _burner() -> subprocess.Popen[str]:
+def _burner(*args: str) -> subprocess.Popen[str]:
+    """A child (by default python burning 0.2 s) that has burnt its CPU once this returns."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", BURN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        list(args) or [sys.executable, "-c", BURN],
+        env={**os.environ, "BURN": BURN},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline() == "burnt\n"
     return proc
@@ -40,14 +45,11 @@ def _burner() -> subprocess.Popen[str]:
 def test_a_live_child_and_then_its_reaped_time_count_in_the_tree() -> None:
     me = os.getpid()
     before = _others(me)
-    proc = _burner()
-    try:
+    with _burner() as proc:  # closes its pipes and waits for it on the way out
         live = _others(me) - before  # the child still runs: counted from its own stat
         assert 0.1 <= live < 5
-    finally:
         assert proc.stdin is not None
         proc.stdin.close()
-        proc.wait()
     reaped = _others(me) - before  # waited for: now in our cutime + cstime
     assert 0.1 <= reaped < 5
     assert servercpu.reaped_seconds(me) >= 0.1
@@ -55,20 +57,12 @@ def test_a_live_child_and_then_its_reaped_time_count_in_the_tree() -> None:
 
 def test_a_grandchild_counts_while_it_runs() -> None:
     """The postmaster's backends are its children; the walk goes down any depth anyway."""
-    shell = subprocess.Popen(
-        ["/bin/sh", "-c", f'"{sys.executable}" -c "$BURN"; true'],  # a child, not exec
-        env={**os.environ, "BURN": BURN},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert shell.stdout is not None and shell.stdout.readline() == "burnt\n"
+    # `; true`: the shell forks python rather than exec-ing it
+    with _burner("/bin/sh", "-c", f'"{sys.executable}" -c "$BURN"; true') as shell:
         assert servercpu.tree_cpu_seconds(shell.pid) >= 0.1
-    finally:
+        assert servercpu.cpu_seconds(shell.pid) < 0.1  # the shell itself only waits
         assert shell.stdin is not None
         shell.stdin.close()
-        shell.wait()
 
 
 def test_process_fields_of_this_process() -> None:
