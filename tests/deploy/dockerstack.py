@@ -88,9 +88,10 @@ def build_images() -> dict[str, float]:
         with tempfile.TemporaryDirectory() as root:
             boot = _run(["debootstrap", "--variant=minbase", "bookworm", root, MIRROR], timeout=900)
             assert boot.returncode == 0, boot.stderr[-3000:]
-            tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-            imported = _run(["docker", "import", "-", DEBIAN], timeout=600, stdin=tar.stdout)
-            tar.wait()
+            # the context closes tar's stdout and waits for it: a pipe left open is a
+            # ResourceWarning, which the suite turns into an error (first build on a machine)
+            with subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE) as tar:
+                imported = _run(["docker", "import", "-", DEBIAN], timeout=600, stdin=tar.stdout)
             assert imported.returncode == 0, imported.stderr
         took[DEBIAN] = time.monotonic() - started
     for tag, dockerfile in STAND_INS.items():
