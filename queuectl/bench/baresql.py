@@ -16,7 +16,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from urllib.parse import urlsplit, urlunsplit
 
-from queuectl.bench.servercpu import Probe
+from queuectl.bench.servercpu import Probe, database_of
 
 CLAIM = (
     "WITH c AS (SELECT id FROM t WHERE state = 'pending' ORDER BY priority DESC, id"
@@ -111,7 +111,7 @@ def _drain(
             while not ready.wait(0.1):
                 if not proc.is_alive():
                     raise RuntimeError(f"bench_sql worker exited early ({proc.exitcode})")
-        before = probe.sample().cpu_s if probe else None
+        meter = probe.meter(database_of(url)).start() if probe else None
         start = time.perf_counter()
         go.set()
         done = 0
@@ -125,8 +125,7 @@ def _drain(
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-    after = probe.sample().cpu_s if probe else None
-    cpu = None if before is None or after is None else after - before
+    cpu = meter.stop().database_s if meter else None
     return seconds, done, cpu
 
 

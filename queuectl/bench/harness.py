@@ -47,8 +47,9 @@ class Drain:
     rate: float  # jobs/s
     jobs: int
     worker_cpu_s: float  # the worker processes and their children, start-up included
-    db_cpu_s: float | None  # the PostgreSQL server, all its processes; None: not measurable
+    db_cpu_s: float | None  # the server on the drain's database (servercpu.Meter); None: n/a
     db_statement_ms: float | None = None  # pg_stat_statements, when loaded
+    db_server_s: float | None = None  # every process of the server, other databases' too
 
     def per_1k(self, seconds: float) -> float:
         return seconds * 1000 / self.jobs
@@ -100,6 +101,7 @@ class Bench:
         slots = slots or self.slots
         queue = f"bench-{secrets.token_hex(4)}"
         backend = open_backend(self.url)
+        meter: servercpu.Meter | None = None
         try:
             command = "true"
             backend.enqueue(
@@ -107,7 +109,7 @@ class Bench:
             )
             extra = ["--noop"] if noop else []
             probe = self.server_probe()
-            before = probe.sample() if probe else None
+            meter = probe.meter().start() if probe else None  # this database's backends
             reaped = servercpu.children_cpu_seconds()
             procs = [
                 subprocess.Popen(
@@ -131,7 +133,7 @@ class Bench:
             for proc in procs:
                 proc.wait()
             worker_cpu = servercpu.children_cpu_seconds() - reaped
-            after = probe.sample() if probe else None
+            cost = meter.stop() if meter else servercpu.Cost(None, None, None)
             done = backend.list_jobs(queue=queue, limit=self.jobs + 1)
             starts = [j.started_at for j in done if j.started_at]
             ends = [j.finished_at for j in done if j.finished_at]
@@ -143,12 +145,16 @@ class Bench:
                 self.jobs / seconds,
                 self.jobs,
                 worker_cpu,
-                _delta(before, after, "cpu_s"),
-                _delta(before, after, "statement_ms"),
+                cost.database_s,
+                cost.statement_ms,
+                cost.server_s,
             )
         finally:
+            if meter is not None:
+                meter.stop()  # on a failure: the sampling thread ends
             backend.close()
             seed.purge_queue(self.url, queue)
+            seed.vacuum(self.url)
 
     def spawn_ceiling(self, parallel: int | None = None) -> float:
         """`sh -c true` straight from Python at the same parallelism: the shell cost alone."""
@@ -331,7 +337,10 @@ class Bench:
         if drain.db_cpu_s is None:
             self.add(name, None, PER_1K, f"n/a ({probe.why})")
         else:
-            self.add(name, drain.per_1k(drain.db_cpu_s), PER_1K, "every postgres process", 3)
+            note = "its database's backends + WAL writer, checkpointer..."
+            if drain.db_server_s is not None:
+                note += f"; whole server {drain.per_1k(drain.db_server_s):.3f}"
+            self.add(name, drain.per_1k(drain.db_cpu_s), PER_1K, note, 3)
         if drain.db_statement_ms is not None:
             stmt = name.replace("db CPU", "db statement time")
             self.add(
@@ -398,8 +407,9 @@ class Bench:
             float(record["jobs_per_s"]),
             int(record["jobs"]),
             float(record["worker_cpu_s"]),
-            _opt(record.get("server_cpu_s")),
+            _opt(record.get("database_cpu_s")),
             _opt(record.get("statement_ms")),
+            _opt(record.get("server_cpu_s")),
         )
         self._db_rows("PGQueuer db CPU per 1k jobs", theirs, probe)
         if ours.db_cpu_s is not None and theirs.db_cpu_s:
@@ -424,6 +434,7 @@ class Bench:
             full = self.drain(noop=True)
         finally:
             seed.purge_queue(self.url, queue)
+            seed.vacuum(self.url)
         self.add("drain, noop, empty table", empty, "jobs/s", "")
         self.add(f"drain, noop, {self.history:,} completed rows", full, "jobs/s", "")
         self.add("with history / empty", full / empty, "ratio", "target >= 0.8")
@@ -461,15 +472,6 @@ class Bench:
 
 def _opt(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _delta(
-    before: servercpu.Sample | None, after: servercpu.Sample | None, name: str
-) -> float | None:
-    if before is None or after is None:
-        return None
-    first, last = getattr(before, name), getattr(after, name)
-    return None if first is None or last is None else float(last - first)
 
 
 def as_json(

@@ -14,9 +14,10 @@
 # batch/concurrency B. The clock starts when every worker has imported, connected and been
 # released, and stops when SQL on the peer's own table shows all N jobs finished.
 # The cost of the drain, from that release to the workers' exit: the CPU of the worker
-# processes (their rusage once joined) and of the PostgreSQL server (every process of it, read
-# from /proc by servercpu.py, loaded by its path beside this file; null when the server is not
-# on this host), as `queuectl bench` measures its own workers.
+# processes (their rusage once joined) and of the PostgreSQL server (the scratch database's
+# backends plus the background processes, and the whole server, read from /proc by
+# servercpu.py, loaded by its path beside this file; null when the server is not on this
+# host), as `queuectl bench` measures its own workers.
 
 from __future__ import annotations
 
@@ -295,7 +296,8 @@ def bench(system: str, dsn: str, *, jobs: int, processes: int, batch: int, timeo
             proc.start()
         try:
             _wait_ready(readies, procs, timeout)
-            before, reaped = probe.sample(), cpu.children_cpu_seconds()
+            meter = probe.meter(cpu.database_of(url)).start()  # the scratch database's
+            reaped = cpu.children_cpu_seconds()
             start = time.perf_counter()
             go.set()
             _wait_drained(url, peer, procs, timeout)
@@ -304,7 +306,7 @@ def bench(system: str, dsn: str, *, jobs: int, processes: int, batch: int, timeo
             go.set()
             _stop(procs)
         worker_cpu = cpu.children_cpu_seconds() - reaped
-        after = probe.sample()
+        cost = meter.stop()
         finished = _finished(url, peer)
     if finished != jobs:
         raise RuntimeError(f"{system}: {finished} of {jobs} jobs finished successfully")
@@ -316,9 +318,10 @@ def bench(system: str, dsn: str, *, jobs: int, processes: int, batch: int, timeo
         "version": version(peer.package),
         "startup_seconds": round(start - spawned, 3),
         "worker_cpu_s": round(worker_cpu, 3),
-        "server_cpu_s": _minus(after.cpu_s, before.cpu_s),
+        "database_cpu_s": _round(cost.database_s),
+        "server_cpu_s": _round(cost.server_s),
         "server_cpu_why": probe.why,
-        "statement_ms": _minus(after.statement_ms, before.statement_ms),
+        "statement_ms": _round(cost.statement_ms),
         "params": {
             "processes": processes,
             **peer.params(batch),
@@ -331,8 +334,8 @@ def bench(system: str, dsn: str, *, jobs: int, processes: int, batch: int, timeo
     }
 
 
-def _minus(last: float | None, first: float | None) -> float | None:
-    return None if last is None or first is None else round(last - first, 3)
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def main(argv: list[str] | None = None) -> None:

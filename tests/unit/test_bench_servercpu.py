@@ -99,3 +99,18 @@ def test_a_server_elsewhere_or_in_another_pid_namespace_is_not_read() -> None:
     assert pid is None and "container" in why
     parent_started = servercpu.start_time(os.getppid())  # the real thing: found and readable
     assert servercpu._postmaster(local, os.getpid(), parent_started) == (os.getppid(), "")
+
+
+@pytest.mark.parametrize(("database", "counted"), [("-c", True), ("elsewhere", False)])
+def test_a_meter_counts_the_backends_of_its_database_even_once_they_exit(
+    database: str, counted: bool
+) -> None:
+    """This process plays the postmaster; the burner's display `python -c ...` reads as
+    user `python`, database `-c`: a backend of "-c", and of no other database."""
+    me = servercpu.Probe("", os.getpid(), "", statements=False, database=database, prefix="")
+    with me.meter() as meter, _burner() as proc:
+        assert proc.stdin is not None
+        proc.stdin.close()
+    assert meter.cost.server_s is not None and meter.cost.server_s >= 0.1  # the whole tree
+    assert meter.cost.database_s is not None
+    assert (meter.cost.database_s >= 0.1) is counted, meter.cost
