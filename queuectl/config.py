@@ -42,7 +42,7 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "info"
     # the most database connections a worker or orchestrator process pools (its LISTEN
-    # connection aside); 0: the role's default (a worker: min(slots, 4) + 2; an orchestrator: 2)
+    # connection aside); 0: the role's default (a worker: 1; an orchestrator: 2)
     db_pool_size: int = 0
 
 

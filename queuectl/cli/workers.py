@@ -45,9 +45,11 @@ def start(
 
     # a name enqueue would refuse can hold no job: say so, rather than serve nothing forever
     queues = [check_queue(q) for q in queue or ()]
-    # slots + heartbeat + claim loop share a few connections: a fleet must not need thousands
-    # (db-pool-size sets it; the LISTEN connection comes on top)
-    pool_size = CTX.settings.db_pool_size or min(count, 4) + 2
+    # the claim loop, the completer, the heartbeat and the slots share one connection, and
+    # LISTEN has its own: 2 server connections per worker process whatever its slots, so a
+    # fleet of hundreds fits one Postgres (db-pool-size raises it; min(slots, 4) + 2 until
+    # issue 16 drained no faster: 10,000 jobs, 2 x 4 slots, noop and shell alike)
+    pool_size = CTX.settings.db_pool_size or 1
     backend, served = runtime.start_process(
         "worker", pool_size=pool_size, metrics_port=metrics_port
     )

@@ -253,3 +253,34 @@ def test_cancel_and_pickup_through_pgbouncer_with_and_without_a_listen_url(
     assert "listen_unavailable" not in cli.log(worker)
     assert statistics.median(woken) < 0.5, woken
     print(f"pickup through PgBouncer: polled {polled}, woken {woken}")
+
+
+def test_the_pooler_setting_changes_only_what_a_pooler_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No server needed: a connector without a pool connects on first use only."""
+    from queuectl import errors
+    from queuectl.backends.postgres_connector import PgConnector, pooler_from_env
+
+    url = "postgresql://u:s3cret-pw@db.example:5432/q"
+    direct = PgConnector(url)
+    assert direct.pooler == "none" and direct.listen_url == url
+    assert "prepare_threshold" not in direct.kwargs  # psycopg's default: prepared after 5 runs
+    assert direct.kwargs["options"] == "-c timezone=UTC"
+
+    pooled = PgConnector(url, pooler="pgbouncer")
+    assert pooled.kwargs["prepare_threshold"] is None
+    assert "options" not in pooled.kwargs  # PgBouncer 1.18 refuses the startup parameter
+    assert pooled.listen_url is None  # nowhere to LISTEN: the worker polls
+    assert pooled.listen_kwargs["options"] == "-c timezone=UTC"  # a direct connection's
+
+    monkeypatch.setenv("QUEUECTL_DATABASE_POOLER", "PgBouncer")
+    monkeypatch.setenv("QUEUECTL_LISTEN_URL", "postgresql://u@db-direct:5432/q")
+    from_env = PgConnector(url)
+    assert from_env.pooler == "pgbouncer"
+    assert from_env.listen_url == "postgresql://u@db-direct:5432/q"
+    monkeypatch.setenv("QUEUECTL_LISTEN_URL", "")  # compose's empty default: unset
+    assert PgConnector(url).listen_url is None
+    with pytest.raises(errors.ConfigError, match="none, pgbouncer"):
+        pooler_from_env({"QUEUECTL_DATABASE_POOLER": "pgcat"})
+    assert pooler_from_env({}) == "none"
