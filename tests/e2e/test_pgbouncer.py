@@ -144,6 +144,16 @@ def _stop(proc: subprocess.Popen[bytes], cli: Cli) -> None:
     assert proc.wait(timeout=15) == 0, cli.log(proc)
 
 
+def _connections(port: int) -> float:
+    """queuectl_db_connections of the process serving metrics on `port`."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+        text = page.read().decode()
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("queuectl_db_connections{")]
+    return float(line.rsplit(" ", 1)[1])
+
+
 def _listeners(direct: str) -> int:
     """Server sessions of this database whose last statement was the worker's LISTEN."""
     with psycopg.connect(direct, autocommit=True) as conn:
@@ -220,11 +230,13 @@ def test_cancel_and_pickup_through_pgbouncer_with_and_without_a_listen_url(
 ) -> None:
     cli = PooledCli(bouncer.url, tmp_path)
     # without a listen URL: no LISTEN at all, cancels arrive with the heartbeat, pickup polls
-    worker = cli.popen("worker", "start", "--count", "2")
+    port = _free_port()
+    worker = cli.popen("worker", "start", "--count", "2", "--metrics-port", str(port))
     try:
         wait_for(lambda: len(cli.json("worker", "list", "--json")) == 2, timeout=15)
         wait_for(lambda: "listen_unavailable" in cli.log(worker), timeout=10)
         assert _listeners(bouncer.direct) == 0
+        assert _connections(port) == 1  # one to PgBouncer, whatever the slots
         cli.json("enqueue", json.dumps({"id": "slow", "command": "sleep 60"}))
         wait_for(
             lambda: cli.json("show", "slow", "--json")["state"] == "processing",
@@ -244,9 +256,11 @@ def test_cancel_and_pickup_through_pgbouncer_with_and_without_a_listen_url(
 
     # with a direct listen URL: the worker LISTENs there and is woken at once
     cli = PooledCli(bouncer.url, tmp_path, QUEUECTL_LISTEN_URL=bouncer.direct)
-    worker = cli.popen("worker", "start", "--count", "2")
+    port = _free_port()
+    worker = cli.popen("worker", "start", "--count", "2", "--metrics-port", str(port))
     try:
         wait_for(lambda: _listeners(bouncer.direct) == 1, timeout=15)
+        assert _connections(port) == 2  # and one direct, for LISTEN
         woken = _pickups(cli, 5)
     finally:
         _stop(worker, cli)
