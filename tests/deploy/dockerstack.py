@@ -86,6 +86,9 @@ def build_images() -> dict[str, float]:
     if not _image_exists(DEBIAN):
         started = time.monotonic()
         with tempfile.TemporaryDirectory() as root:
+            # mkdtemp makes it 0700 and tar records it as the image's `/`: no user but root
+            # could then reach anything (initdb as postgres failed to load libpq)
+            os.chmod(root, 0o755)
             boot = _run(["debootstrap", "--variant=minbase", "bookworm", root, MIRROR], timeout=900)
             assert boot.returncode == 0, boot.stderr[-3000:]
             # the context closes tar's stdout and waits for it: a pipe left open is a
