@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
@@ -25,6 +26,9 @@ log = structlog.get_logger("queuectl.worker")
 
 _SIGNAL_CHECK_S = 0.25  # the main thread's longest wait: signals are acted on this quickly
 _LOCAL_POLL_S = 0.2  # SQLite: the longest an idle worker waits before looking again
+# The least chance an idle worker answers a NOTIFY for one job: with N listeners, at least
+# N/32 claims race for it (2 of 64 workers, 6 of 200), however often this one lost.
+_MIN_EAGERNESS = 1 / 32
 
 
 class Duty(Protocol):
@@ -69,6 +73,15 @@ class Worker:
         self._wake = threading.Event()
         self._signals = 0
         self._signals_handled = 0
+        # work was left behind: the last claim filled every slot it asked for, or a NOTIFY
+        # announced a job while every slot was busy. Only then does a freed slot claim at once.
+        self._backlog = True
+        self._burst = False
+        self._settings_version: str | None = None
+        # the chance this worker answers a NOTIFY for one job: halved each time its claim
+        # finds the job taken, doubled each time it wins (see _on_job_notice)
+        self._eagerness = 1.0
+        self._noticed = False
         # without notifications (SQLite) an idle worker looks more often: an empty look is a
         # read of a local file, not a round trip
         self._poll_cap = (
@@ -92,7 +105,7 @@ class Worker:
             connectivity=db,
             unwritten=lambda: self.attempts.unwritten_jobs(),
             on_stop=self._stop_requested,
-            recover=self._recover,
+            recover=self._sweep,
             metrics=metrics,
             log=self._log,
         )
@@ -103,7 +116,7 @@ class Worker:
             leases=self.leases,
             metrics=metrics,
             log=self._log,
-            wake=self._wake.set,
+            wake=self._slot_freed,
         )
 
     # --- control ------------------------------------------------------------------------------
@@ -197,7 +210,7 @@ class Worker:
         return self.jobs_done
 
     def _dispatch(self, *, burst: bool) -> None:
-        idle_s = 0.05
+        self._burst = burst
         while not self._stop.is_set():
             self._check_signals()
             if self._stop.is_set():
@@ -215,6 +228,14 @@ class Worker:
                     self._log.warning("claim_failed", error=str(exc))
                     self._db_error("claim")
                 self.metrics.claim_latency.observe(time.monotonic() - asked_at)
+                self._backlog = len(claimed) == len(free)
+                if self._noticed:  # this claim answered a NOTIFY: won or lost
+                    self._noticed = False
+                    self._eagerness = (
+                        min(1.0, self._eagerness * 2)
+                        if claimed
+                        else max(_MIN_EAGERNESS, self._eagerness / 2)
+                    )
                 taken = {j.worker_id for j in claimed}
                 self.slots.give_back([s for s in free if s not in taken])
                 for job in claimed:
@@ -224,17 +245,23 @@ class Worker:
                     # leases are only known to start after asked_at: renew them now, or the
                     # fence counts that wait against the new jobs and kills them early
                     self.leases.renew_now()
-            if claimed:
-                idle_s = 0.05
+            if self._backlog and claimed:
                 continue
             if burst and not self.slots and not self.attempts.unwritten and not self._has_work():
                 return
-            # woken early by a finished job (a free slot), a NOTIFY or stop(); else back off
-            # to the poll, but never sleep past a retry this process scheduled
-            self._idle_wait(idle_s if free else self._poll_cap)
+            # The queue was empty at the last look: no quick re-looks (in a fleet, each would
+            # be hundreds of empty claims). Woken early by a NOTIFY, a freed slot with work
+            # left behind, or stop(); else poll, never past a retry this process scheduled.
+            # The jitter keeps a fleet that went idle together from polling in step: spread
+            # out, some worker looks every poll-interval / N, and pickup stays quick.
+            self._idle_wait(self._poll_cap * random.uniform(0.7, 1.0))  # noqa: S311 (timing, not secrets)
             if time.monotonic() >= self.attempts.next_due:
                 self.attempts.next_due = float("inf")
-            idle_s = min(idle_s * 2, self._poll_cap)
+
+    def _slot_freed(self) -> None:
+        """A slot was freed or a result written (the AttemptRunner's threads)."""
+        if self._backlog or self._burst or self._stop.is_set():
+            self._wake.set()
 
     def _free_slots(self) -> list[str]:
         """The slots to claim for now: none while results wait to be written (the database
@@ -251,11 +278,20 @@ class Worker:
                 return
             self._check_signals()
 
-    def _on_job_notice(self, queue: str) -> None:
-        # a wake-up names its queue: workers of other queues stay asleep, and a worker with
-        # no free slot only sets a flag (no claim); of the idle workers that race for a
-        # single job, the losers' claims skip its locked row
-        if not queue or not self.queues or queue in self.queues:
+    def _on_job_notice(self, payload: str) -> None:
+        """A NOTIFY: 'QUEUE COUNT' (jobs that fell due), '*' for every queue, '' after a
+        reconnect. Workers of other queues stay asleep. Of the idle ones, each answers one job
+        with its own chance (its eagerness) and COUNT jobs with COUNT times that: a fleet of
+        N idle listeners sends a few claims for one job instead of N (the losers' claims
+        would only skip its locked row), and a burst still wakes everyone. Who does not answer
+        finds the work at its next poll, or as soon as one of its slots is free."""
+        queue, _, count = payload.partition(" ")
+        if queue not in {"", "*"} and self.queues and queue not in self.queues:
+            return
+        self._backlog = True  # claimed as soon as a slot is free, if none is now
+        jobs = int(count) if count.isdigit() else 0  # 0: unknown, so everyone looks
+        if jobs == 0 or random.random() < self._eagerness * jobs:  # noqa: S311
+            self._noticed = jobs > 0
             self._wake.set()
 
     def _stop_requested_while_starting(self) -> bool:
@@ -282,6 +318,28 @@ class Worker:
                 self._check_signals()
 
     # --- recovery -------------------------------------------------------------------
+    def _sweep(self) -> None:
+        """Every `recovery-every`, from the heartbeat thread: recovery when it is this
+        process's turn (a Postgres fleet takes turns: one sweep per period, not one per
+        worker), and the policy re-read when a setting changed."""
+        try:
+            mine, version = self.backend.sweep_turn(
+                f"{self.host}-{self.pid}", every_s=self.settings.recovery_every_s
+            )
+        except errors.BackendError as exc:
+            self._log.warning("recovery_failed", error=str(exc))
+            self._db_error("recover")
+            return
+        if mine:
+            self._recover()
+        elif version is None or version != self._settings_version:
+            try:
+                self.attempts.policy = self.backend.policy()
+            except errors.BackendError as exc:
+                self._log.warning("policy_read_failed", error=str(exc), note="using the last one")
+                return
+        self._settings_version = version
+
     def _recover(self) -> None:
         """Recovery at start and every `recovery-every` (from the heartbeat thread)."""
         try:

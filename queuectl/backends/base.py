@@ -121,6 +121,11 @@ class WorkerStore(Protocol):
     ) -> models.WorkerControl:
         """Upsert the workers' rows, renew the leases of their jobs, store output so far."""
 
+    def sweep_turn(self, holder: str, *, every_s: float) -> tuple[bool, str | None]:
+        """(whether `holder` sweeps now, the settings' version). Postgres: the fleet takes
+        turns, one sweep per `every_s` whatever its size; SQLite: always this process's turn.
+        A version of None means unknown: re-read the policy."""
+
     def recover_expired(self, reap: Reap, *, lease_ttl_s: float) -> list[models.Job]:
         """Fail (retry or DLQ) PROCESSING jobs whose lease expired, as 'worker lost', each one
         only when `reap(job, host, session)` says so; forget workers silent for a few leases.

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -41,6 +42,7 @@ _LISTEN_RETRY_S = (1.0, 8.0)  # the LISTEN session reconnects after 1, 2, 4, 8, 
 class PostgresBackend(store.SqlBackend):
     notifies = True
     single_host = False
+    idle_beat_is_one_statement = True  # beat_workers, for every slot at once
 
     def __init__(
         self,
@@ -115,7 +117,7 @@ class PostgresBackend(store.SqlBackend):
                         None if expires is None else expires.isoformat(),
                     )
                 )
-        self._notify(s, {queue for _, _, queue, _, run_at, *_ in rows if run_at <= now})
+        self._notify(s, Counter(queue for _, _, queue, _, run_at, *_ in rows if run_at <= now))
         return Enqueued(now, rows)
 
     # --- workers ---------------------------------------------------------------------------------
@@ -232,9 +234,9 @@ class PostgresBackend(store.SqlBackend):
                 self._listening = False
         return True
 
-    def _notify(self, s: Session, queues: Iterable[str]) -> None:
-        if queues := sorted(queues):
-            s.run("notify_queues", {"queues": queues})
+    def _notify(self, s: Session, queues: Mapping[str, int]) -> None:
+        if names := sorted(queues):
+            s.run("notify_queues", {"queues": names, "counts": [queues[q] for q in names]})
 
     def _signal(self, s: Session, payload: str) -> None:
         s.run("notify_control", {"payload": payload})

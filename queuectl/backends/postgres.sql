@@ -176,6 +176,27 @@ ON CONFLICT (name) DO UPDATE SET acquired_at = now(), expires_at = now();
 SELECT 1 AS marked FROM queuectl_leader
  WHERE name = 'worker-stop' AND acquired_at >= now() - make_interval(secs => %(within_s)s);
 
+-- name: sweep_turn
+-- A fleet's workers take turns at the recovery sweep: one sweeps when nobody has within
+-- `every_s` (a short write on one row; whoever finds the turn taken reads nothing more, and
+-- two takers serialise on the row, the second seeing it taken). The settings' version rides
+-- along, so that a worker re-reads its policy only when a setting changed.
+WITH seed AS (
+  INSERT INTO queuectl_leader (name, holder, acquired_at, expires_at)
+  VALUES ('recovery-sweep', %(holder)s, now(), now() + make_interval(secs => %(every_s)s))
+  ON CONFLICT (name) DO NOTHING
+  RETURNING 1
+), turn AS (
+  UPDATE queuectl_leader
+     SET holder = %(holder)s, acquired_at = now(),
+         expires_at = now() + make_interval(secs => %(every_s)s)
+   WHERE name = 'recovery-sweep' AND expires_at <= now()
+  RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM seed) OR EXISTS (SELECT 1 FROM turn) AS mine,
+       (SELECT count(*) || '@' || coalesce(max(updated_at)::text, '')
+          FROM queuectl_settings) AS settings_version;
+
 -- name: get_job
 SELECT * FROM queuectl_jobs WHERE id = %(id)s;
 
@@ -347,10 +368,11 @@ DELETE FROM queuectl_jobs
 
 -- name: notify_due
 -- Delayed and retrying jobs that fell due since the last sweep wake the workers.
-SELECT pg_notify('queuectl_wake', queue)
-  FROM (SELECT DISTINCT queue FROM queuectl_jobs
+SELECT pg_notify('queuectl_wake', queue || ' ' || n)
+  FROM (SELECT queue, count(*) AS n FROM queuectl_jobs
          WHERE state IN ('pending', 'failed')
-           AND run_at > now() - make_interval(secs => %(window_s)s) AND run_at <= now()) due;
+           AND run_at > now() - make_interval(secs => %(window_s)s) AND run_at <= now()
+         GROUP BY queue) due;
 
 -- name: oldest_due
 SELECT queue, extract(epoch FROM now() - min(run_at))::float8 AS age_s
@@ -360,7 +382,10 @@ SELECT queue, extract(epoch FROM now() - min(run_at))::float8 AS age_s
 
 -- name: notify_queues
 -- Wake idle workers at once (delivered when the enqueueing transaction commits).
-SELECT pg_notify('queuectl_wake', q) FROM unnest(%(queues)s::text[]) AS q;
+-- The payload is 'QUEUE COUNT' (a queue name has no space): a worker weighs its wake-up by
+-- how many jobs there are, so that one job does not send every idle worker to claim it.
+SELECT pg_notify('queuectl_wake', q || ' ' || n)
+  FROM unnest(%(queues)s::text[], %(counts)s::int[]) AS u(q, n);
 
 -- name: notify_control
 -- A worker id: that worker heartbeats at once (a cancel); 'stop': every worker drains.

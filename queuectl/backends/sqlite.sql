@@ -148,6 +148,11 @@ ON CONFLICT (name) DO UPDATE SET acquired_at = :now, expires_at = :now;
 SELECT 1 AS marked FROM queuectl_leader
  WHERE name = 'worker-stop' AND acquired_at >= :now - :within_s;
 
+-- name: sweep_turn
+-- One host, a local file: every worker sweeps on its own schedule, and re-reads its policy
+-- each time (no version: NULL), as it always did.
+SELECT 1 AS mine, NULL AS settings_version;
+
 -- name: get_job
 SELECT * FROM queuectl_jobs WHERE id = :id;
 

@@ -11,7 +11,8 @@ outside this class, connections, error translation and migrations.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ class SqlBackend:
     url: str
     notifies: bool
     single_host: bool
+    idle_beat_is_one_statement = False  # `_beat` with no running job sends one statement
 
     def __init__(self, connector: Connector) -> None:
         self.c = connector
@@ -61,9 +63,11 @@ class SqlBackend:
         """`listen` in this dialect."""
         raise NotImplementedError
 
-    def _notify(self, s: Session, queues: Iterable[str]) -> None:
-        """Wake idle workers of these queues ('*': all) when `s` commits. Postgres NOTIFYs;
-        SQLite workers watch the file's commit counter instead, so this does nothing."""
+    def _notify(self, s: Session, queues: Mapping[str, int]) -> None:
+        """Wake idle workers of these queues ('*': all) when `s` commits, saying how many
+        jobs fell due in each (0: unknown); a worker weighs its wake-up by it (worker.py).
+        Postgres NOTIFYs; SQLite workers watch the file's commit counter instead, so this
+        does nothing."""
 
     def _signal(self, s: Session, payload: str) -> None:
         """Tell workers on the control channel when `s` commits (a worker id: heartbeat now;
@@ -155,7 +159,7 @@ class SqlBackend:
             for job in self._locked(s, job_ids):
                 common.check_transition(job, action="retry", allowed=allowed)
             rows = s.all("retry", {"ids": self.c.param_ids(list(job_ids))})
-            self._notify(s, {r["queue"] for r in rows})
+            self._notify(s, Counter(r["queue"] for r in rows))
         by_id = {r["id"]: self._job(r) for r in rows}
         return [by_id[i] for i in job_ids]
 
@@ -163,7 +167,7 @@ class SqlBackend:
         with self.c.transaction() as s:
             count = s.run("retry_all_dead")
             if count:
-                self._notify(s, {"*"})
+                self._notify(s, {"*": 0})
             return count
 
     def purge_dead(self) -> int:
@@ -191,7 +195,10 @@ class SqlBackend:
     def heartbeat(
         self, workers: Workers, running: Running, *, lease_ttl_s: float
     ) -> models.WorkerControl:
-        with self.c.transaction() as s:
+        # an idle Postgres worker's beat is one statement: autocommit, no BEGIN and COMMIT
+        # (a third of what an idle fleet sends)
+        one = not running and self.idle_beat_is_one_statement
+        with self.c.single() if one else self.c.transaction() as s:
             stop, renewed = self._beat(s, workers, running, lease_ttl_s)
         return models.WorkerControl(
             stop=stop,
@@ -229,6 +236,11 @@ class SqlBackend:
                     recovered = [p.job for p, done in zip(plans, applied, strict=True) if done]
             s.run("forget_dead_workers", forget)
         return recovered
+
+    def sweep_turn(self, holder: str, *, every_s: float) -> tuple[bool, str | None]:
+        row = self._read("sweep_turn", {"holder": holder, "every_s": every_s})[0]
+        version = row["settings_version"]
+        return bool(row["mine"]), None if version is None else str(version)
 
     def deregister_workers(self, worker_ids: Sequence[str]) -> None:
         self._write("deregister_workers", {"ids": self.c.param_ids(list(worker_ids))})
@@ -329,7 +341,7 @@ class SqlBackend:
             inserted = s.run("fire_schedule", dict(zip(JOB_ROW, job, strict=True)))
             s.run("mark_schedule", {"name": name, "slot": at, "fired": inserted})
             if inserted:
-                self._notify(s, {"*"})
+                self._notify(s, {"*": 0})
         return inserted > 0
 
     # --- insights and sweeps ----------------------------------------------------------------------

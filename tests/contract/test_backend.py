@@ -482,3 +482,60 @@ def test_list_jobs_searches_and_pages_with_a_cursor(backend: Backend) -> None:
     second = backend.list_jobs(limit=3, before=first[-1].id)
     assert [j.id for j in second] == ["j4", "j3", "j2"]
     assert [j.id for j in backend.list_jobs(limit=3, before="j0")] == []
+
+
+def test_a_fleet_takes_turns_at_the_recovery_sweep(backend: Backend) -> None:
+    """Postgres: one sweep per period across every worker, whoever asks; the settings'
+    version changes with a setting. SQLite (one host): every worker sweeps, version unknown."""
+    first, version = backend.sweep_turn("w1", every_s=0.3)
+    assert first
+    if backend.single_host:
+        assert version is None
+        assert backend.sweep_turn("w2", every_s=0.3) == (True, None)
+        return
+    assert backend.sweep_turn("w2", every_s=0.3) == (False, version)
+    assert backend.sweep_turn("w1", every_s=0.3)[0] is False  # nor the last sweeper, early
+    time.sleep(0.4)
+    assert backend.sweep_turn("w2", every_s=0.3) == (True, version)
+    assert backend.sweep_turn("w3", every_s=0.3)[0] is False
+    backend.set_setting("backoff-base", "3")
+    assert backend.sweep_turn("w3", every_s=0.3)[1] != version
+
+
+def test_sweep_turns_race_to_one_winner_per_period(backend: Backend, db_url: str) -> None:
+    if backend.single_host:
+        pytest.skip("SQLite: every worker sweeps; no turns to race for")
+    from queuectl.backends import open_backend
+
+    winners: list[str] = []
+    others = [open_backend(db_url) for _ in range(6)]
+    barrier = threading.Barrier(len(others))
+
+    def ask(b: Backend, name: str) -> None:
+        barrier.wait()
+        if b.sweep_turn(name, every_s=30)[0]:
+            winners.append(name)
+
+    try:
+        threads = [threading.Thread(target=ask, args=(b, f"w{i}")) for i, b in enumerate(others)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        for b in others:
+            b.close()
+    assert len(winners) == 1, winners
+
+
+def test_a_wake_up_says_its_queue_and_how_many_jobs_fell_due(backend: Backend, db_url: str) -> None:
+    if not backend.notifies:
+        pytest.skip("SQLite workers watch the file's commit counter: no payload")
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("LISTEN queuectl_wake")
+        backend.enqueue([spec(queue="mail"), spec(queue="mail"), spec(queue="sms")])
+        backend.enqueue([spec(queue="mail", run_at=models.utcnow() + timedelta(hours=1))])
+        got = sorted(n.payload for n in conn.notifies(timeout=1.0))
+    assert got == ["mail 2", "sms 1"]  # the delayed job wakes nobody now

@@ -273,3 +273,31 @@ def test_the_noop_executor_completes_jobs_without_running_them(
     for job in jobs:
         done = backend.get_job(job.id)
         assert (done.state, done.exit_code, done.attempts) == (S.COMPLETED, 0, 1)
+
+
+def test_a_notice_wakes_a_worker_by_its_queue_and_its_eagerness(
+    make_worker: Callable[..., Worker],
+) -> None:
+    """Not run: the notice handler alone. Other queues never wake it; a payload without a
+    count (a reconnect, '*') always does; one job wakes it with its eagerness as the chance,
+    which a lost race halves (down to 1/32) and a won one doubles; a burst of COUNT jobs
+    wakes it at COUNT times that."""
+    worker = make_worker(queues=("mail",))
+    woken = worker._wake
+    worker._on_job_notice("sms 5")
+    assert not woken.is_set()
+    for payload in ("", "*", "mail"):
+        woken.clear()
+        worker._on_job_notice(payload)
+        assert woken.is_set(), payload
+    worker._eagerness = 1 / 32
+    hits = 0
+    for _ in range(640):
+        woken.clear()
+        worker._on_job_notice("mail 1")
+        hits += woken.is_set()
+    assert 3 <= hits <= 50, hits  # about 20 of 640 (sd 4.4)
+    woken.clear()
+    worker._on_job_notice("mail 32")  # 32 jobs: 32 x 1/32, certain
+    assert woken.is_set()
+    assert worker._backlog  # a freed slot will claim, woken or not

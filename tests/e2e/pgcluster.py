@@ -132,8 +132,9 @@ class PgCluster:
 
 
 @contextmanager
-def private_cluster() -> Iterator[PgCluster]:
-    """Create and start a cluster on a free port, trust auth on localhost; always drop it."""
+def private_cluster(settings: dict[str, str] | None = None) -> Iterator[PgCluster]:
+    """Create and start a cluster on a free port, trust auth on localhost; always drop it.
+    `settings`: more postgresql.conf parameters (max_connections, preloaded libraries)."""
     version = _versions()[-1]
     cluster = PgCluster(version, f"qfaults_{uuid.uuid4().hex[:8]}", _free_port())
     _run(
@@ -147,6 +148,7 @@ def private_cluster() -> Iterator[PgCluster]:
         "fsync=off",
         "-o",
         "full_page_writes=off",
+        *[arg for key, value in (settings or {}).items() for arg in ("-o", f"{key}={value}")],
         "--",
         "--auth=trust",
         "--nosync",

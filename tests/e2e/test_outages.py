@@ -19,7 +19,7 @@ import pytest
 from queuectl.backends import open_backend
 from tests.conftest import Cli, _admin
 from tests.e2e.test_db_faults import _HOLD, events
-from tests.e2e.waiting import wait_for
+from tests.e2e.waiting import terminate_all, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -48,15 +48,7 @@ def _processes(procs: Sequence[subprocess.Popen[bytes]], cli: Cli) -> Iterator[N
     try:
         yield
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate_all(procs, timeout=40)
 
 
 def _fleet(cli: Cli, *, orchestrator: bool = False) -> list[subprocess.Popen[bytes]]:

@@ -8,130 +8,34 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
 
 from tests.conftest import Cli
+from tests.e2e import pgbouncer
+from tests.e2e.pgbouncer import Bouncer, PooledCli, free_port
 from tests.e2e.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
-class PooledCli(Cli):
-    """The CLI with QUEUECTL_DATABASE_POOLER=pgbouncer (and any other setting) in its
-    environment, for every call."""
-
-    def __init__(self, url: str, cwd: Path, **settings: str) -> None:
-        super().__init__(url, cwd)
-        self.settings = {"QUEUECTL_DATABASE_POOLER": "pgbouncer", **settings}
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return super().env(**{**self.settings, **extra})
-
-
-def _pgbouncer() -> str | None:
-    return shutil.which("pgbouncer") or next(
-        (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.access(p, os.X_OK)), None
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Bouncer:
-    url: str  # the test database, through PgBouncer
-    direct: str  # the same database, straight to Postgres
-    log: Path
-
-
-def _config(direct: str, port: int, workdir: Path) -> str:
-    parts = urlsplit(direct)
-    server = f"host={parts.hostname or '127.0.0.1'} port={parts.port or 5432}"
-    if parts.password:
-        server += f" password={unquote(parts.password)}"
-    return "\n".join(
-        [
-            "[databases]",
-            f"* = {server}",
-            "[pgbouncer]",
-            "listen_addr = 127.0.0.1",
-            f"listen_port = {port}",
-            "unix_socket_dir =",
-            "auth_type = trust",
-            f"auth_file = {workdir / 'users.txt'}",
-            "pool_mode = transaction",
-            "default_pool_size = 20",
-            "max_client_conn = 500",
-            f"logfile = {workdir / 'pgbouncer.log'}",
-            f"pidfile = {workdir / 'pgbouncer.pid'}",
-            "",
-        ]
-    )
-
-
 @pytest.fixture
 def bouncer(pg_url: str) -> Iterator[Bouncer]:
-    binary = _pgbouncer()
-    if binary is None:
+    if pgbouncer.binary() is None:
         if os.environ.get("CI"):
             pytest.fail("pgbouncer is not installed; .ci/run installs Debian's `pgbouncer`")
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
-    # a directory the unprivileged pgbouncer can read and write (pytest's tmp_path is 0700)
-    workdir = Path(tempfile.mkdtemp(prefix="queuectl-pgbouncer-"))
-    port = _free_port()
-    parts = urlsplit(pg_url)
-    user = unquote(parts.username or "postgres")
-    (workdir / "users.txt").write_text(f'"{user}" ""\n')
-    (workdir / "pgbouncer.ini").write_text(_config(pg_url, port, workdir))
-    argv = [binary, str(workdir / "pgbouncer.ini")]
-    if os.geteuid() == 0:  # pgbouncer refuses to run as root: -u drops to the server's user
-        workdir.chmod(0o755)
-        for path in [workdir, *workdir.iterdir()]:
-            shutil.chown(path, "postgres")
-        argv[1:1] = ["-u", "postgres"]
-    out = workdir / "stderr.txt"
-    with open(out, "wb") as sink:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
-    url = parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{port}").geturl()
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"pgbouncer exited {proc.returncode}: {out.read_text()}")
-        try:
-            psycopg.connect(url, prepare_threshold=None, connect_timeout=2).close()
-        except psycopg.OperationalError:
-            return False
-        return True
-
-    try:
-        wait_for(ready, timeout=10, every=0.1)
-        yield Bouncer(url=url, direct=pg_url, log=workdir / "pgbouncer.log")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with pgbouncer.running(pg_url) as running:
+        yield running
 
 
 def _ts(value: str) -> datetime:
@@ -230,7 +134,7 @@ def test_cancel_and_pickup_through_pgbouncer_with_and_without_a_listen_url(
 ) -> None:
     cli = PooledCli(bouncer.url, tmp_path)
     # without a listen URL: no LISTEN at all, cancels arrive with the heartbeat, pickup polls
-    port = _free_port()
+    port = free_port()
     worker = cli.popen("worker", "start", "--count", "2", "--metrics-port", str(port))
     try:
         wait_for(lambda: len(cli.json("worker", "list", "--json")) == 2, timeout=15)
@@ -256,7 +160,7 @@ def test_cancel_and_pickup_through_pgbouncer_with_and_without_a_listen_url(
 
     # with a direct listen URL: the worker LISTENs there and is woken at once
     cli = PooledCli(bouncer.url, tmp_path, QUEUECTL_LISTEN_URL=bouncer.direct)
-    port = _free_port()
+    port = free_port()
     worker = cli.popen("worker", "start", "--count", "2", "--metrics-port", str(port))
     try:
         wait_for(lambda: _listeners(bouncer.direct) == 1, timeout=15)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -19,3 +21,17 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float, every: float = 0.
             return last
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+def terminate_all(procs: Sequence[subprocess.Popen[bytes]], *, timeout: float) -> None:
+    """SIGTERM every process still running (they drain in parallel), wait for each up to
+    `timeout`, and kill the ones that do not exit."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
