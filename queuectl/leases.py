@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -117,6 +118,14 @@ class LeaseKeeper:
                 "direct URL to be woken at once",
             )
 
+    def _workers_now(self) -> list[models.WorkerInfo]:
+        """The slots' rows, with the connections the process holds now (Postgres)."""
+        held: Callable[[], int] | None = getattr(self.backend, "connections", None)
+        if held is None:
+            return list(self.workers)
+        count = held()
+        return [dataclasses.replace(w, connections=count) for w in self.workers]
+
     def beat(self) -> None:
         """One heartbeat, in whatever thread calls it."""
         slots = self.slots.snapshot()
@@ -140,7 +149,7 @@ class LeaseKeeper:
         self._beat_since = sent_at
         try:
             control = self.backend.heartbeat(
-                self.workers, running, lease_ttl_s=self.settings.lease_ttl_s
+                self._workers_now(), running, lease_ttl_s=self.settings.lease_ttl_s
             )
         except errors.BackendError as exc:
             self._beat_failed = True

@@ -72,6 +72,7 @@ class WorkerInfo:
     stopping: bool = False
     current_jobs: tuple[str, ...] = ()
     heartbeat_age_s: float | None = None
+    connections: int | None = None  # server connections its process holds; None: SQLite
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +87,7 @@ class WorkerInfo:
             "heartbeat_age_s": None
             if self.heartbeat_age_s is None
             else round(self.heartbeat_age_s, 3),
+            "connections": self.connections,
         }
 
 

@@ -80,6 +80,7 @@ def worker_from_row(
         stopping=bool(row["stop_requested"]),
         current_jobs=strings(row["current_jobs"]),
         heartbeat_age_s=max(0.0, float(row["age_s"])),
+        connections=row["connections"],
     )
 
 

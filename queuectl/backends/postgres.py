@@ -177,6 +177,7 @@ class PostgresBackend(store.SqlBackend):
                 "pid": first.pid,
                 "queues": list(first.queues),
                 "ids": [w.id for w in workers],
+                "connections": first.connections,
             }
             stop = any(r["stop_requested"] for r in s.all("beat_workers", params))
         if running:

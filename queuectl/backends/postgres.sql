@@ -105,9 +105,10 @@ WITH u AS (
 SELECT id FROM done;
 
 -- name: beat_workers
-INSERT INTO queuectl_workers (id, host, pid, queues)
-SELECT u.id, %(host)s, %(pid)s, %(queues)s::text[] FROM unnest(%(ids)s::text[]) AS u(id)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+INSERT INTO queuectl_workers (id, host, pid, queues, connections)
+SELECT u.id, %(host)s, %(pid)s, %(queues)s::text[], %(connections)s
+  FROM unnest(%(ids)s::text[]) AS u(id)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), connections = EXCLUDED.connections
 RETURNING id, stop_requested;
 
 -- name: beat_jobs

@@ -111,3 +111,8 @@ SELECT 1;
 -- heartbeats: a recovery sweep on the same host kills every process of it, also those that
 -- cleared their environment or left the job's process group.
 ALTER TABLE queuectl_jobs ADD COLUMN proc_session TEXT;
+
+-- name: v5
+-- The database connections a worker process holds (pool and LISTEN), written by its
+-- heartbeats, for `worker list` (issue 16's connection budget). NULL on SQLite: a file.
+ALTER TABLE queuectl_workers ADD COLUMN connections INTEGER;

@@ -114,7 +114,8 @@ def stop(
 def list_workers(
     as_json: output.JsonFlag = False,
 ) -> None:
-    """Live workers: id, host, pid, queues, current job, heartbeat age."""
+    """Live workers: id, host, pid, queues, current job, heartbeat age, and the database
+    connections each one's process holds (Postgres; 2 at most by default)."""
     found = CTX.backend().list_workers(lease_ttl_s=CTX.settings.lease_ttl_s)
     if as_json:
         output.emit_json([w.to_json() for w in found])
@@ -124,7 +125,7 @@ def list_workers(
         return
     output.emit(
         output.table(
-            ["id", "host", "pid", "queues", "state", "job", "beat"],
+            ["id", "host", "pid", "queues", "state", "job", "beat", "conns"],
             (
                 [
                     w.id,
@@ -134,6 +135,7 @@ def list_workers(
                     w.to_json()["state"],
                     ",".join(w.current_jobs) or None,
                     f"{w.heartbeat_age_s or 0:.1f}s ago",
+                    w.connections,
                 ]
                 for w in found
             ),

@@ -141,6 +141,10 @@ def test_cancel_and_pickup_through_pgbouncer_with_and_without_a_listen_url(
         wait_for(lambda: "listen_unavailable" in cli.log(worker), timeout=10)
         assert _listeners(bouncer.direct) == 0
         assert _connections(port) == 1  # one to PgBouncer, whatever the slots
+        wait_for(
+            lambda: {w["connections"] for w in cli.json("worker", "list", "--json")} == {1},
+            timeout=10,
+        )
         cli.json("enqueue", json.dumps({"id": "slow", "command": "sleep 60"}))
         wait_for(
             lambda: cli.json("show", "slow", "--json")["state"] == "processing",
@@ -165,6 +169,10 @@ def test_cancel_and_pickup_through_pgbouncer_with_and_without_a_listen_url(
     try:
         wait_for(lambda: _listeners(bouncer.direct) == 1, timeout=15)
         assert _connections(port) == 2  # and one direct, for LISTEN
+        wait_for(
+            lambda: {w["connections"] for w in cli.json("worker", "list", "--json")} == {2},
+            timeout=10,
+        )
         woken = _pickups(cli, 5)
     finally:
         _stop(worker, cli)

@@ -41,6 +41,14 @@ def test_worker_stop_drains_the_running_job_and_starts_no_other(cli: Cli, tmp_pa
     wait_for(lambda: state(cli, "a") == "processing", timeout=15)
     listed = cli.json("worker", "list", "--json")
     assert [w["current_jobs"] for w in listed] == [["a"]]
+    # the connections its process holds, as of its last beat: one pooled and one LISTEN on
+    # Postgres (LISTEN connects just after the first beat); a file on SQLite
+    held = None if cli.url.startswith("sqlite") else 2
+    wait_for(
+        lambda: [w["connections"] for w in cli.json("worker", "list", "--json")] == [held],
+        timeout=10,
+    )
+    assert "CONNS" in cli("worker", "list").stdout
     assert cli.json("status", "--json")["workers"] == 1
     stop = cli.popen("worker", "stop", "--timeout", "30")
     wait_for(lambda: "worker_stopping" in cli.log(worker), timeout=15)
