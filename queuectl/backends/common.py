@@ -118,6 +118,7 @@ def finish_columns(items: Sequence[models.Finish]) -> dict[str, list[Any]]:
     """finish_params of many jobs as column arrays (Postgres unnest), sorted by id: two
     batches touching the same rows lock them in the same order."""
     rows = sorted((finish_params(f.job, f.outcome, f.retry_in) for f in items), key=_by_id)
+    due = {f.job.id: f.job.run_at for f in items}
     return {
         "ids": [r["id"] for r in rows],
         "tokens": [r["token"] for r in rows],
@@ -128,6 +129,8 @@ def finish_columns(items: Sequence[models.Finish]) -> dict[str, list[Any]]:
         "outcomes": [r["outcome"] for r in rows],
         "outputs": [r["output"] for r in rows],
         "output_bytes": [r["output_bytes"] for r in rows],
+        # the job's run_at when it was claimed (the queue wait in stats), for the run row
+        "due_ats": [due[r["id"]] for r in rows],
     }
 
 

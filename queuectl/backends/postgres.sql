@@ -35,10 +35,9 @@ WITH picked AS MATERIALIZED (
     FROM numbered
    WHERE j.id = numbered.id
   RETURNING j.*
-), runs AS (
-  INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at, queue, due_at)
-  SELECT id, run_count, worker_id, started_at, queue, run_at FROM claimed
 )
+-- No run row yet: it is written once, when the attempt ends (finish), or earlier by the
+-- first heartbeat that carries output. Until then the job's row says who runs it since when.
 SELECT * FROM claimed;
 
 -- name: pick_any
@@ -73,8 +72,10 @@ SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
 WITH u AS (
   SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::bigint[], %(states)s::text[],
                        %(retry_s)s::float8[], %(exit_codes)s::int[], %(errors)s::text[],
-                       %(outcomes)s::text[], %(outputs)s::text[], %(output_bytes)s::bigint[])
-         AS u(id, token, state, retry_s, exit_code, error, outcome, output, output_bytes)
+                       %(outcomes)s::text[], %(outputs)s::text[], %(output_bytes)s::bigint[],
+                       %(due_ats)s::timestamptz[])
+         AS u(id, token, state, retry_s, exit_code, error, outcome, output, output_bytes,
+              due_at)
 ), done AS (
   -- u.state is the attempt's fate as retry.next_state decided it (Python, the one place).
   -- Only the row knows whether a cancel was asked while the job ran, so that override stays
@@ -92,15 +93,21 @@ WITH u AS (
          last_error = u.error, lease_expires_at = NULL, cancel_requested = false
     FROM u
    WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'processing'
-  RETURNING j.id, j.run_count, j.finished_at
+  RETURNING j.id, j.run_count, j.finished_at, j.worker_id, j.started_at, j.queue
 ), run AS (
-  UPDATE queuectl_runs r
-     SET finished_at = done.finished_at, exit_code = u.exit_code, outcome = u.outcome,
-         error = u.error,
-         output = CASE WHEN u.output_bytes > 0 THEN u.output ELSE r.output END,
-         output_bytes = GREATEST(r.output_bytes, u.output_bytes)
+  -- The attempt's one run row (a heartbeat with output may have written it already: then
+  -- it is completed here; its output stays when the result carries none).
+  INSERT INTO queuectl_runs AS r (job_id, attempt, worker_id, started_at, queue, due_at,
+                                  finished_at, exit_code, outcome, error, output, output_bytes)
+  SELECT done.id, done.run_count, done.worker_id, done.started_at, done.queue, u.due_at,
+         done.finished_at, u.exit_code, u.outcome, u.error, coalesce(u.output, ''),
+         u.output_bytes
     FROM done JOIN u ON u.id = done.id
-   WHERE r.job_id = done.id AND r.attempt = done.run_count
+  ON CONFLICT (job_id, attempt) DO UPDATE
+     SET finished_at = EXCLUDED.finished_at, exit_code = EXCLUDED.exit_code,
+         outcome = EXCLUDED.outcome, error = EXCLUDED.error,
+         output = CASE WHEN EXCLUDED.output_bytes > 0 THEN EXCLUDED.output ELSE r.output END,
+         output_bytes = GREATEST(r.output_bytes, EXCLUDED.output_bytes)
 )
 SELECT id FROM done;
 
@@ -120,11 +127,16 @@ UPDATE queuectl_jobs j
 RETURNING j.id, j.cancel_requested;
 
 -- name: beat_output
-UPDATE queuectl_runs r
-   SET output = u.output, output_bytes = u.bytes
+-- A running attempt's output so far: the first such beat writes its run row, from the job's.
+INSERT INTO queuectl_runs AS r (job_id, attempt, worker_id, started_at, queue, due_at, output,
+                                output_bytes)
+SELECT j.id, j.run_count, j.worker_id, j.started_at, j.queue, j.run_at, u.output, u.bytes
   FROM unnest(%(ids)s::text[], %(attempts)s::int[], %(outputs)s::text[], %(bytes)s::bigint[])
        AS u(id, attempt, output, bytes)
- WHERE r.job_id = u.id AND r.attempt = u.attempt AND r.finished_at IS NULL;
+  JOIN queuectl_jobs j ON j.id = u.id AND j.run_count = u.attempt AND j.state = 'processing'
+ON CONFLICT (job_id, attempt) DO UPDATE
+   SET output = EXCLUDED.output, output_bytes = EXCLUDED.output_bytes
+ WHERE r.finished_at IS NULL;
 
 -- name: expired_leases
 -- A plain read: the sweeper judges each candidate outside any transaction (it may scan
@@ -216,7 +228,18 @@ SELECT * FROM queuectl_jobs
  LIMIT %(limit)s;
 
 -- name: runs
-SELECT * FROM queuectl_runs WHERE job_id = %(id)s ORDER BY attempt;
+-- A running attempt without its run row yet (written when it ends, or by a heartbeat with
+-- output) is read from the job's row.
+SELECT job_id, attempt, worker_id, started_at, finished_at, exit_code, outcome, error,
+       output, output_bytes
+  FROM queuectl_runs WHERE job_id = %(id)s
+UNION ALL
+SELECT j.id, j.run_count, j.worker_id, j.started_at, NULL, NULL, NULL, NULL, '', 0
+  FROM queuectl_jobs j
+ WHERE j.id = %(id)s AND j.state = 'processing'
+   AND NOT EXISTS (SELECT 1 FROM queuectl_runs r
+                    WHERE r.job_id = j.id AND r.attempt = j.run_count)
+ ORDER BY attempt;
 
 -- name: cancel_now
 UPDATE queuectl_jobs

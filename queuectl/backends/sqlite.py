@@ -29,6 +29,7 @@ from queuectl.backends.sqlite_connector import (
     Q,
     SqliteConnector,
     SqliteSession,
+    epoch,
     switch_to_wal,
     ts,
 )
@@ -137,22 +138,9 @@ class SqliteBackend(store.SqlBackend):
                 "now": now,
                 "lease_s": lease_s,
             }
-            rows = conn.execute(Q["claim"], claimed).fetchall()
-            conn.executemany(
-                Q["insert_run"],
-                (
-                    {
-                        "job_id": r["id"],
-                        "attempt": r["run_count"],
-                        "worker_id": r["worker_id"],
-                        "started_at": now,
-                        "queue": r["queue"],
-                        "due_at": r["run_at"],
-                    }
-                    for r in rows
-                ),
-            )
-        return rows
+            # no run rows: each attempt's is written once, when it ends (or by a heartbeat
+            # with output), see finish_run
+            return conn.execute(Q["claim"], claimed).fetchall()
 
     def _finish_in(self, s: Session, items: Sequence[models.Finish]) -> list[bool]:
         # row by row, in the caller's one write transaction: one commit (and one WAL sync)
@@ -164,7 +152,8 @@ class SqliteBackend(store.SqlBackend):
             params = common.finish_params(item.job, item.outcome, item.retry_in) | now
             done = execute(Q["finish"], params).fetchone()
             if done is not None:
-                execute(Q["finish_run"], params | {"run_count": done["run_count"]})
+                run = {k: done[k] for k in ("run_count", "worker_id", "started_at", "queue")}
+                execute(Q["finish_run"], params | run | {"due_at": epoch(item.job.run_at)})
             applied.append(done is not None)
         return applied
 

@@ -52,10 +52,6 @@ UPDATE queuectl_jobs
  WHERE id IN (SELECT value FROM json_each(:ids)) AND +state IN ('pending', 'failed')
 RETURNING *;
 
--- name: insert_run
-INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at, queue, due_at)
-VALUES (:job_id, :attempt, :worker_id, :started_at, :queue, :due_at);
-
 -- name: finish
 -- The lease token guard: a worker whose lease was recovered matches no row here.
 -- :state is the attempt's fate as retry.next_state decided it (Python, the one place); only
@@ -75,14 +71,20 @@ UPDATE queuectl_jobs
        finished_at = :now, updated_at = :now, exit_code = :exit_code, last_error = :error,
        lease_expires_at = NULL, cancel_requested = 0
  WHERE id = :id AND lease_token = :token AND state = 'processing'
-RETURNING id, run_count;
+RETURNING id, run_count, worker_id, started_at, queue;
 
 -- name: finish_run
-UPDATE queuectl_runs
-   SET finished_at = :now, exit_code = :exit_code, outcome = :outcome, error = :error,
-       output = CASE WHEN :output_bytes > 0 THEN :output ELSE output END,
-       output_bytes = max(output_bytes, :output_bytes)
- WHERE job_id = :id AND attempt = :run_count;
+-- The attempt's one run row (a heartbeat with output may have written it already: then it is
+-- completed here; its output stays when the result carries none).
+INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at, queue, due_at, finished_at,
+                           exit_code, outcome, error, output, output_bytes)
+VALUES (:id, :run_count, :worker_id, :started_at, :queue, :due_at, :now, :exit_code,
+        :outcome, :error, coalesce(:output, ''), :output_bytes)
+ON CONFLICT (job_id, attempt) DO UPDATE
+   SET finished_at = excluded.finished_at, exit_code = excluded.exit_code,
+       outcome = excluded.outcome, error = excluded.error,
+       output = CASE WHEN excluded.output_bytes > 0 THEN excluded.output ELSE output END,
+       output_bytes = max(output_bytes, excluded.output_bytes);
 
 -- name: beat_workers
 INSERT INTO queuectl_workers (id, host, pid, queues, started_at, heartbeat_at)
@@ -97,8 +99,14 @@ UPDATE queuectl_jobs SET lease_expires_at = :now + :lease_s,
 RETURNING id, cancel_requested;
 
 -- name: beat_output
-UPDATE queuectl_runs SET output = :output, output_bytes = :bytes
- WHERE job_id = :id AND attempt = :attempt AND finished_at IS NULL;
+-- A running attempt's output so far: the first such beat writes its run row, from the job's.
+INSERT INTO queuectl_runs (job_id, attempt, worker_id, started_at, queue, due_at, output,
+                           output_bytes)
+SELECT id, run_count, worker_id, started_at, queue, run_at, :output, :bytes
+  FROM queuectl_jobs WHERE id = :id AND run_count = :attempt AND state = 'processing'
+ON CONFLICT (job_id, attempt) DO UPDATE SET output = excluded.output,
+                                            output_bytes = excluded.output_bytes
+ WHERE finished_at IS NULL;
 
 -- name: expired_leases
 -- A plain read: the sweeper judges each candidate outside any transaction (it may scan
@@ -166,7 +174,18 @@ SELECT * FROM queuectl_jobs
  LIMIT :limit;
 
 -- name: runs
-SELECT * FROM queuectl_runs WHERE job_id = :id ORDER BY attempt;
+-- A running attempt without its run row yet (written when it ends, or by a heartbeat with
+-- output) is read from the job's row.
+SELECT job_id, attempt, worker_id, started_at, finished_at, exit_code, outcome, error,
+       output, output_bytes
+  FROM queuectl_runs WHERE job_id = :id
+UNION ALL
+SELECT j.id, j.run_count, j.worker_id, j.started_at, NULL, NULL, NULL, NULL, '', 0
+  FROM queuectl_jobs j
+ WHERE j.id = :id AND j.state = 'processing'
+   AND NOT EXISTS (SELECT 1 FROM queuectl_runs r
+                    WHERE r.job_id = j.id AND r.attempt = j.run_count)
+ ORDER BY attempt;
 
 -- name: cancel_now
 UPDATE queuectl_jobs

@@ -20,8 +20,8 @@ BACKENDS = Path(str(resources.files("queuectl.backends")))
 # both, uses only names both files define):
 # * the claim picks from one index range per queue: postgres with a LATERAL join over the
 #   queue array (pick_queues), sqlite by a UNION of one pick_queue per queue;
-# * sqlite has no RETURNING-from-CTE batches, so it writes the run rows in statements of
-#   their own (insert_run, finish_run);
+# * sqlite has no RETURNING-from-CTE batches, so it writes an attempt's run row in a
+#   statement of its own (finish_run);
 # * only postgres has NOTIFY (sqlite workers poll);
 # * bulk enqueue: postgres COPYs the rows in after one read of the time and the settings,
 #   sqlite runs multi-row INSERTs after looking for taken ids (its constraint error would
@@ -38,7 +38,6 @@ SQLITE_ONLY = {
     "enqueue_values",
     "existing_ids",
     "pick_queue",
-    "insert_run",
     "finish_run",
 }
 # the modules that look names up, per dialect: its own and the shared one
