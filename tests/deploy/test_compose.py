@@ -238,7 +238,7 @@ def _leader(s: dockerstack.Stack) -> str:
     """The orchestrator holding the leader lease, read from the database."""
     result = s.compose(
         "exec", "-T", "postgres", "psql", "-U", "queuectl", "-d", "queuectl", "-Atc",
-        "SELECT holder FROM queuectl_leader WHERE name <> 'worker-stop'"
+        "SELECT holder FROM queuectl_leader WHERE name = 'orchestrator'"
         " AND expires_at > now()",
         timeout=30,
     )  # fmt: skip

@@ -311,7 +311,9 @@ def _fresh_leader(url: str, *, after: float) -> str | None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT holder FROM queuectl_leader WHERE expires_at > now()"
+            # the orchestrators' lease; the table holds other named leases too (the fleet's
+            # recovery-sweep turn, the worker-stop mark)
+            "SELECT holder FROM queuectl_leader WHERE name = 'orchestrator' AND expires_at > now()"
             " AND expires_at - make_interval(secs => %s) > to_timestamp(%s)",
             (LEADER_TTL_S, after),
         ).fetchone()
