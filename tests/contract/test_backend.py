@@ -502,13 +502,13 @@ def test_a_fleet_takes_turns_at_the_recovery_sweep(backend: Backend) -> None:
     assert backend.sweep_turn("w3", every_s=0.3)[1] != version
 
 
-def test_sweep_turns_race_to_one_winner_per_period(backend: Backend, db_url: str) -> None:
-    if backend.single_host:
-        pytest.skip("SQLite: every worker sweeps; no turns to race for")
+@pytest.mark.integration
+def test_sweep_turns_race_to_one_winner_per_period(pg_url: str) -> None:
+    """Postgres only (SQLite has no turns): six processes' connections ask at once."""
     from queuectl.backends import open_backend
 
     winners: list[str] = []
-    others = [open_backend(db_url) for _ in range(6)]
+    others = [open_backend(pg_url) for _ in range(6)]
     barrier = threading.Barrier(len(others))
 
     def ask(b: Backend, name: str) -> None:
@@ -528,12 +528,19 @@ def test_sweep_turns_race_to_one_winner_per_period(backend: Backend, db_url: str
     assert len(winners) == 1, winners
 
 
-def test_a_wake_up_says_its_queue_and_how_many_jobs_fell_due(backend: Backend, db_url: str) -> None:
-    if not backend.notifies:
-        pytest.skip("SQLite workers watch the file's commit counter: no payload")
+@pytest.mark.integration
+def test_a_wake_up_says_its_queue_and_how_many_jobs_fell_due(pg_url: str) -> None:
+    """Postgres only: SQLite workers watch the file's commit counter, with no payload."""
+    import contextlib
+
     import psycopg
 
-    with psycopg.connect(db_url, autocommit=True) as conn:
+    from queuectl.backends import open_backend
+
+    with (
+        contextlib.closing(open_backend(pg_url)) as backend,
+        psycopg.connect(pg_url, autocommit=True) as conn,
+    ):
         conn.execute("LISTEN queuectl_wake")
         backend.enqueue([spec(queue="mail"), spec(queue="mail"), spec(queue="sms")])
         backend.enqueue([spec(queue="mail", run_at=models.utcnow() + timedelta(hours=1))])
