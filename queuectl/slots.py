@@ -17,7 +17,6 @@ class Slot:
     """One running job of this process."""
 
     job: models.Job
-    thread: threading.Thread | None = None
     # monotonic time the lease was last known renewed (claim, then each heartbeat): past
     # lease-ttl minus one beat, the job may be recovered elsewhere, so it is killed here
     renewed_at: float = 0.0

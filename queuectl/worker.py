@@ -312,10 +312,12 @@ class Worker:
             return True
 
     def _drain(self) -> None:
-        while threads := [s.thread for s in self.slots.snapshot() if s.thread is not None]:
-            for thread in threads:
-                thread.join(timeout=0.2)  # short joins keep the main thread open to signals
-                self._check_signals()
+        """Until every running job has ended (a job's thread frees its slot last)."""
+        # stopping or burst: every freed slot wakes this loop (_slot_freed)
+        while len(self.slots):
+            self._wake.wait(0.2)  # short waits keep the main thread open to signals
+            self._wake.clear()
+            self._check_signals()
 
     # --- recovery -------------------------------------------------------------------
     def _sweep(self) -> None:
