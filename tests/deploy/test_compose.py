@@ -243,3 +243,61 @@ def _leader(s: dockerstack.Stack) -> str:
         timeout=30,
     )  # fmt: skip
     return result.stdout.strip()
+
+
+@pytest.mark.timeout(900)  # alone, it builds every image first
+def test_the_pgbouncer_profile_as_a_user_runs_it() -> None:
+    """The four lines `.env.example` documents, on a stack of its own: 3 worker replicas and
+    2 orchestrators through PgBouncer (transaction mode), workers LISTENing on the direct URL;
+    200 jobs, each once; no prepared-statement error, no traceback; Postgres sees PgBouncer's
+    pool and the listeners, not a connection per process."""
+    dockerstack.engine_or_skip()
+    dockerstack.build_images()  # kept by the engine: quick after the first test's build
+    env = {
+        "POSTGRES_PASSWORD": PASSWORD,
+        "DASHBOARD_PORT": str(free_port()),
+        "PROMETHEUS_PORT": str(free_port()),
+        "COMPOSE_PROFILES": "pgbouncer",
+        "QUEUECTL_DB_ADDRESS": "pgbouncer:6432",
+        "QUEUECTL_DATABASE_POOLER": "pgbouncer",
+        "QUEUECTL_LISTEN_URL": "postgresql://queuectl@postgres:5432/queuectl",
+    }
+    s = dockerstack.Stack(env)
+    try:
+        services = ["postgres", "pgbouncer", "migrate", "orchestrator", "worker"]
+        s.ok("up", "-d", "--scale", "worker=3", *services, timeout=600)
+
+        def listed() -> list[dict[str, Any]] | None:
+            result = s.queuectl("worker", "list", "--json")
+            found: list[dict[str, Any]] = json.loads(result.stdout or "[]")
+            return found if len({w["host"] for w in found}) == 3 else None
+
+        workers = wait_for(listed, timeout=120, every=2)
+        # one connection to PgBouncer and one direct LISTEN per worker process
+        assert {w["connections"] for w in workers} == {2}, workers
+        ids = [f"pgb{i:03d}" for i in range(200)]
+        lines = "".join(json.dumps({"id": i, "command": f"echo {i}"}) + "\n" for i in ids)
+        running = [c["Id"] for c in s.containers("worker") if c["State"]["Running"]]
+        argv = ["docker", "exec", "-i", running[0], "queuectl", "enqueue", "--file", "-"]
+        made = dockerstack._run(argv, timeout=60, input=lines)
+        assert made.returncode == 0, made.stderr
+        wait_for(
+            lambda: s.json("status", "--json")["jobs"]["completed"] == 200, timeout=120, every=1
+        )
+        runs = [s.json("show", i, "--json")["runs"] for i in ids[:20]]
+        assert all(len(r) == 1 and r[0]["outcome"] == "succeeded" for r in runs), runs
+        sessions = s.ok(
+            "exec", "-T", "postgres", "psql", "-U", "queuectl", "-d", "queuectl", "-Atc",
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = 'queuectl' AND application_name <> 'psql'",
+            timeout=30,
+        )  # fmt: skip
+        # 3 listeners + PgBouncer's pool (20 at most), not 2 per process of 5 + the CLI
+        assert int(sessions.strip()) <= 3 + 20, sessions
+        for service in ("worker", "orchestrator"):
+            log = s.logs(service)
+            assert "Traceback" not in log, log[-3000:]
+            assert "prepared statement" not in log, log[-3000:]
+            assert "listen_unavailable" not in log, log[-3000:]
+    finally:
+        s.down()
