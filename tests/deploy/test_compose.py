@@ -234,15 +234,21 @@ def test_the_compose_stack_as_a_user_runs_it(
     print(f"compose: {report}")
 
 
-def _leader(s: dockerstack.Stack) -> str:
-    """The orchestrator holding the leader lease, read from the database."""
+def _psql(s: dockerstack.Stack, sql: str) -> str:
+    """One query's unaligned output, run by psql inside the postgres container."""
     result = s.compose(
-        "exec", "-T", "postgres", "psql", "-U", "queuectl", "-d", "queuectl", "-Atc",
-        "SELECT holder FROM queuectl_leader WHERE name = 'orchestrator'"
-        " AND expires_at > now()",
+        "exec", "-T", "postgres", "psql", "-U", "queuectl", "-d", "queuectl", "-Atc", sql,
         timeout=30,
     )  # fmt: skip
     return result.stdout.strip()
+
+
+def _leader(s: dockerstack.Stack) -> str:
+    """The orchestrator holding the leader lease, read from the database."""
+    return _psql(
+        s,
+        "SELECT holder FROM queuectl_leader WHERE name = 'orchestrator' AND expires_at > now()",
+    )
 
 
 @pytest.mark.timeout(900)  # alone, it builds every image first
@@ -286,14 +292,13 @@ def test_the_pgbouncer_profile_as_a_user_runs_it() -> None:
         )
         runs = [s.json("show", i, "--json")["runs"] for i in ids[:20]]
         assert all(len(r) == 1 and r[0]["outcome"] == "succeeded" for r in runs), runs
-        sessions = s.ok(
-            "exec", "-T", "postgres", "psql", "-U", "queuectl", "-d", "queuectl", "-Atc",
+        sessions = _psql(
+            s,
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = 'queuectl' AND application_name <> 'psql'",
-            timeout=30,
-        )  # fmt: skip
+        )
         # 3 listeners + PgBouncer's pool (20 at most), not 2 per process of 5 + the CLI
-        assert int(sessions.strip()) <= 3 + 20, sessions
+        assert sessions and int(sessions) <= 3 + 20, sessions
         for service in ("worker", "orchestrator"):
             log = s.logs(service)
             assert "Traceback" not in log, log[-3000:]
