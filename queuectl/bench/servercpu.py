@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 PROC = Path("/proc")
@@ -328,19 +329,51 @@ def probe(url: str) -> Probe:
                 conn.execute("SELECT 1 FROM pg_stat_statements LIMIT 1")
             except psycopg.Error:
                 statements = False  # loaded, but CREATE EXTENSION not run in this database
-        postmaster, why = _postmaster(url, backend, started)
+        postmaster, why = _postmaster(url, backend, started, _client_port(conn))
     prefix = f"postgres: {cluster}: " if cluster else "postgres: "
     return Probe(url, postmaster, why, statements, database, prefix)
 
 
-def _postmaster(url: str, backend: int, started: float) -> tuple[int | None, str]:
+def _client_port(conn: Any) -> int | None:
+    """The local TCP port of a psycopg connection (None over a unix socket)."""
+    import socket
+
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            name = sock.getsockname()
+    except OSError:
+        return None
+    return int(name[1]) if isinstance(name, tuple) else None
+
+
+def _is_our_backend(backend: int, client_port: int | None) -> bool:
+    """Whether this host's process `backend` is the server process of our own connection:
+    its title (`postgres: USER DB 127.0.0.1(PORT) idle`) names our client port. Immune to a
+    stepped wall clock, which the start-time check is not."""
+    if client_port is None:
+        return False
+    try:
+        title = (PROC / str(backend) / "cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return title.startswith(b"postgres") and f"({client_port})".encode() in title
+
+
+def _postmaster(
+    url: str, backend: int, started: float, client_port: int | None = None
+) -> tuple[int | None, str]:
     if not is_local(url):
         return None, "server not on this host"
     if not (PROC / "self" / "stat").exists():
         return None, "no /proc on this host"
     try:
         pid = parent(backend)
-        if abs(start_time(pid) - started) > START_TOLERANCE_S:
+        # the same server if our connection's own backend is this host's process of that
+        # pid, or else if the parent started when the server says it did (a unix socket)
+        same = _is_our_backend(backend, client_port) or (
+            abs(start_time(pid) - started) <= START_TOLERANCE_S
+        )
+        if not same:
             return None, "server not on this host (its PIDs are not ours: a container?)"
         tree_cpu_seconds(pid)  # readable: same user or root
     except (OSError, ValueError, IndexError):

@@ -114,3 +114,28 @@ def test_a_meter_counts_the_backends_of_its_database_even_once_they_exit(
     assert meter.cost.server_s is not None and meter.cost.server_s >= 0.1  # the whole tree
     assert meter.cost.database_s is not None
     assert (meter.cost.database_s >= 0.1) is counted, meter.cost
+
+
+@pytest.mark.integration
+def test_the_local_server_is_found_by_our_own_backend_even_when_the_clock_was_stepped(
+    pg_url: str,
+) -> None:
+    """Our connection's backend names our client port in its title: that finds the server's
+    postmaster even when the wall clock moved since it started (seen on this VM: 34 s), which
+    the start-time check alone took for a container. A wrong start time with our own backend
+    is still the local server; a backend that is not ours (this process) is not."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        backend, port = int(row[0]), servercpu._client_port(conn)
+        assert port is not None
+        assert servercpu._is_our_backend(backend, port)
+        stepped = time.time() + 3600  # as if the clock had jumped an hour since the start
+        assert servercpu._postmaster(pg_url, backend, stepped, port) == (
+            servercpu.parent(backend),
+            "",
+        )
+    assert not servercpu._is_our_backend(os.getpid(), port)
+    assert servercpu.probe(pg_url).postmaster is not None
