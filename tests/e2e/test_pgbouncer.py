@@ -22,7 +22,8 @@ import pytest
 
 from tests.conftest import Cli
 from tests.e2e import pgbouncer
-from tests.e2e.pgbouncer import Bouncer, PooledCli, free_port
+from tests.e2e.pgbouncer import Bouncer, PooledCli
+from tests.e2e.test_orchestrator_cli import free_port
 from tests.e2e.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
