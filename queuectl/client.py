@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from queuectl.specs import Duration
 
 JobInput = str | models.JobSpec | Mapping[str, Any]  # a command, a spec, or a JSON-shaped dict
+_WAIT_RECHECK_S = 2.0  # `wait` looks at least this often, woken or not
 STATES = ", ".join(s.value for s in models.JobState)
 
 
@@ -99,6 +100,9 @@ class Client:
         timeout: Duration | None = None,
         max_retries: int | None = None,
         ttl: Duration | None = None,
+        after: Iterable[str] | None = None,
+        unique_key: str | None = None,
+        unique_for: Duration | None = None,
     ) -> models.Job:
         """Add one job and return it as stored (pending, defaults filled in).
 
@@ -110,12 +114,30 @@ class Client:
         as does `max_retries=None` (config max-retries). `ttl`: dead-letter the job if it
         has not started that long after it is due.
 
+        `after`: job ids this job waits for; it is `blocked` until every one completed, and
+        cancelled when one ends dead or cancelled (JobNotFound for an unknown id).
+        `unique_key`: when an unfinished job (blocked, pending, processing, failed) holds the
+        key, nothing is inserted and that job is returned with `conflict=True`; `unique_for`
+        (a duration) also counts jobs with the key finished within it.
+
         UsageError on bad input or a command outside allowed-commands, DuplicateJob on a
         taken id; nothing is written then."""
         from queuectl import specs
 
         spec = specs.as_spec(command)
-        overrides = specs.Overrides(id, queue, priority, delay, run_at, timeout, max_retries, ttl)
+        overrides = specs.Overrides(
+            id,
+            queue,
+            priority,
+            delay,
+            run_at,
+            timeout,
+            max_retries,
+            ttl,
+            None if after is None else tuple(specs.check_after(list(after), "after")),
+            unique_key,
+            unique_for,
+        )
         if overrides != specs.Overrides():
             spec = specs.apply_overrides(spec, overrides, python=True)
         self._check_allowed([spec.command])
@@ -227,24 +249,73 @@ class Client:
         wanted = specs.check_ids(ids)
         deadline = None if timeout is None else time.monotonic() + specs.seconds(timeout, "timeout")
         done: dict[str, models.Job] = {}
-        while True:
-            for job_id in wanted:
-                if job_id not in done:
-                    job = self.backend.get_job(job_id)
-                    if job.state in models.TERMINAL_STATES:
-                        done[job_id] = job
-            if len(done) == len(set(wanted)):
-                return [done[job_id] for job_id in wanted]
-            # polling, backing off to 1 s: a Postgres NOTIFY could cut this short
-            if deadline is not None and (left := deadline - time.monotonic()) <= 0:
-                unfinished = [job_id for job_id in dict.fromkeys(wanted) if job_id not in done]
-                raise errors.WaitTimeout(
-                    f"timed out waiting for {len(unfinished)} of {len(set(wanted))} jobs "
-                    f"({', '.join(unfinished[:5])}{', …' if len(unfinished) > 5 else ''})",
-                    unfinished=unfinished,
-                )
-            time.sleep(poll if deadline is None else max(0.0, min(poll, left)))
-            poll = min(poll * 1.5, 1.0)
+        # Woken by the database (Postgres: a NOTIFY when an awaited job ends; SQLite: any
+        # commit), listening before the jobs are flagged and read, so no end is missed; a
+        # look every `_WAIT_RECHECK_S` regardless, in case a wake-up was lost.
+        with self.backend.done_listener() as listener:
+            self.backend.watch(list(dict.fromkeys(wanted)))
+            while True:
+                for job_id in wanted:
+                    if job_id not in done:
+                        job = self.backend.get_job(job_id)
+                        if job.state in models.TERMINAL_STATES:
+                            done[job_id] = job
+                if len(done) == len(set(wanted)):
+                    return [done[job_id] for job_id in wanted]
+                if deadline is not None and (left := deadline - time.monotonic()) <= 0:
+                    unfinished = [i for i in dict.fromkeys(wanted) if i not in done]
+                    raise errors.WaitTimeout(
+                        f"timed out waiting for {len(unfinished)} of {len(set(wanted))} jobs "
+                        f"({', '.join(unfinished[:5])}{', …' if len(unfinished) > 5 else ''})",
+                        unfinished=unfinished,
+                    )
+                listener.wait(poll if deadline is None else max(0.0, min(poll, left)))
+                poll = min(poll * 1.5, _WAIT_RECHECK_S)
+
+    def dependencies(self, id: str) -> builtins.list[models.Dependency]:
+        """The jobs `id` runs after (side "after") and the jobs that run after it (side
+        "dependent"), each with its state; JobNotFound."""
+        return self.backend.dependencies(id)
+
+    # --- queues (DESIGN §8) -------------------------------------------------------------------
+    def queues(self) -> builtins.list[dict[str, Any]]:
+        """Every queue that has jobs or settings: name, paused, concurrency, rate, running,
+        counts per state, age of the oldest due job (the `queue list --json` objects)."""
+        from queuectl import queues
+
+        return queues.overview(self.backend, lease_ttl_s=self.settings.lease_ttl_s)
+
+    def pause_queues(self, names: Iterable[str]) -> builtins.list[models.QueueControl]:
+        """Stop claiming these queues' jobs (running ones finish); idempotent, and fine for
+        a queue without jobs yet."""
+        return [self.backend.set_queue(n, paused=True) for n in _queue_names(names)]
+
+    def resume_queues(self, names: Iterable[str]) -> builtins.list[models.QueueControl]:
+        """Claim these queues' jobs again; idempotent."""
+        return [self.backend.set_queue(n, paused=False) for n in _queue_names(names)]
+
+    def set_queue(
+        self, name: str, *, concurrency: object = ..., rate: object = ...
+    ) -> models.QueueControl:
+        """Limit a queue fleet-wide: `concurrency` jobs processing at once (an int >= 0),
+        `rate` attempts started in any window (`"100/1m"` or `(100, 60.0)`); None (or
+        "none") removes a limit, a keyword not given keeps it."""
+        from queuectl import queues
+        from queuectl.backends.base import UNSET
+
+        (queue,) = _queue_names([name])
+        changes: dict[str, Any] = {}
+        if concurrency is not ...:
+            changes["concurrency"] = queues.parse_concurrency(concurrency)
+        if rate is not ...:
+            changes["rate"] = queues.parse_rate(rate)
+        if not changes:
+            raise errors.UsageError("give a limit to set: concurrency or rate")
+        return self.backend.set_queue(
+            queue,
+            concurrency=changes.get("concurrency", UNSET),
+            rate=changes.get("rate", UNSET),
+        )
 
     # --- status and stats ---------------------------------------------------------------------
     def status(self) -> models.QueueStats:
@@ -388,6 +459,15 @@ class Client:
     def migrate(self) -> int:
         """Create or upgrade the schema (idempotent); the schema version."""
         return self.backend.migrate()
+
+
+def _queue_names(names: Iterable[str]) -> builtins.list[str]:
+    from queuectl import specs
+
+    out = [names] if isinstance(names, str) else builtins.list(names)
+    if not out:
+        raise errors.UsageError("give one or more queue names")
+    return [specs.check_queue(name) for name in out]
 
 
 def _state(value: models.JobState | str | None) -> models.JobState | None:

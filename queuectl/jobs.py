@@ -7,7 +7,7 @@ name here, and other code keeps spelling them `models.Job`, `models.OutcomeKind`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -20,9 +20,14 @@ class JobState(StrEnum):
     FAILED = "failed"  # waiting out its backoff, claimable again at run_at
     DEAD = "dead"  # the DLQ
     CANCELLED = "cancelled"
+    BLOCKED = "blocked"  # waiting for its dependencies (`enqueue --after`) to complete
 
 
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
+# what a unique key counts (DESIGN §8): every state a job can still run from
+UNFINISHED_STATES = frozenset(
+    {JobState.BLOCKED, JobState.PENDING, JobState.PROCESSING, JobState.FAILED}
+)
 
 
 class OutcomeKind(StrEnum):
@@ -61,6 +66,10 @@ class Job:
     run_count: int = 0  # runs ever started; numbers the attempts in `show` and `logs`
     cancel_requested: bool = False
     expires_at: datetime | None = None
+    unique_key: str | None = None
+    # not stored: True when an enqueue found an unfinished job with the same unique key and
+    # returned it instead of inserting one (Oban's `conflict?`)
+    conflict: bool = field(default=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's JSON shape (DESIGN.md §1): snake_case, RFC 3339 UTC times."""
@@ -82,6 +91,7 @@ class Job:
             "finished_at": iso(self.finished_at),
             "worker_id": self.worker_id,
             "expires_at": iso(self.expires_at),
+            "unique_key": self.unique_key,
         }
 
 

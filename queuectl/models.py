@@ -11,10 +11,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from queuectl.jobs import TERMINAL_STATES, Job, JobState, OutcomeKind, iso, utcnow
+from queuectl.jobs import (
+    TERMINAL_STATES,
+    UNFINISHED_STATES,
+    Job,
+    JobState,
+    OutcomeKind,
+    iso,
+    utcnow,
+)
 
 __all__ = [
     "TERMINAL_STATES",
+    "UNFINISHED_STATES",
     "Job",
     "JobSpec",
     "JobState",
@@ -36,6 +45,8 @@ if TYPE_CHECKING:
     RunningJob = records.RunningJob
     WorkerControl = records.WorkerControl
     Schedule = records.Schedule
+    QueueControl = records.QueueControl
+    Dependency = records.Dependency
     RunSample = records.RunSample
 
 
@@ -51,6 +62,11 @@ class JobSpec:
     timeout_s: float | None = None
     max_retries: int | None = None
     expires_at: datetime | None = None  # not run by then: dead-lettered instead
+    # flow control (DESIGN §8): run after these jobs completed; at most one unfinished job
+    # per unique key (and, with unique_for_s, none finished within that many seconds)
+    after: tuple[str, ...] = ()
+    unique_key: str | None = None
+    unique_for_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +130,8 @@ _RECORDS = frozenset(
         "WorkerControl",
         "Schedule",
         "RunSample",
+        "QueueControl",
+        "Dependency",
     ]
 )
 

@@ -69,6 +69,9 @@ class Orchestrator:
             Sweep("fire_schedules", 1.0, self.fire_schedules),
             Sweep("wake_due", TICK_S, self.wake_due),
             Sweep("expire_jobs", 5.0, lambda now: self.backend.expire_jobs()),
+            # behind the prompt paths of dependencies (a finish's follow-up lost to a crash,
+            # a dependency purged): cheap, it reads only blocked jobs
+            Sweep("settle_blocked", 5.0, lambda now: self.backend.settle_blocked()),
             Sweep("prune_finished", 60.0, self.prune_finished),
         ]
         if not embedded:  # embedded in a worker, which already recovers on its own timer

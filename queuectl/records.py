@@ -113,6 +113,30 @@ class WorkerControl:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueControl:
+    """A queue's flow settings (`queue pause/set`): enforced by every claim, fleet-wide."""
+
+    name: str
+    paused: bool = False
+    concurrency: int | None = None  # at most this many of its jobs processing at once
+    rate_limit: int | None = None  # at most this many attempts started ...
+    rate_period_s: float | None = None  # ... in any window of this many seconds
+
+    @property
+    def limited(self) -> bool:
+        return self.concurrency is not None or self.rate_limit is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """One edge of a job's dependencies, as `show` lists them."""
+
+    side: str  # "after": the job waits for this one; "dependent": this one waits for the job
+    id: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
 class Schedule:
     """A recurring job: `command` enqueued once per slot of the `cron` expression."""
 

@@ -32,7 +32,10 @@ _FRESH: dict[str, object] = {
 }
 _IGNORED = {"created_at", "updated_at"}
 _TIMING = frozenset({"run_at", "delay", "ttl", "expires_at"})  # rare: most jobs skip their checks
-_FIELDS = _TIMING | {"id", "command", "queue", "priority", "timeout", "max_retries"}
+_FLOW = frozenset({"after", "unique_key", "unique_for"})  # DESIGN §8
+_FIELDS = _TIMING | _FLOW | {"id", "command", "queue", "priority", "timeout", "max_retries"}
+MAX_AFTER = 1000  # dependencies of one job
+MAX_UNIQUE_KEY = 255
 
 
 Duration = str | float | timedelta  # "5m", seconds, or a timedelta
@@ -51,11 +54,15 @@ class Overrides(NamedTuple):
     timeout: Duration | None = None
     max_retries: int | None = None
     ttl: Duration | None = None
+    after: tuple[str, ...] | None = None
+    unique_key: str | None = None
+    unique_for: Duration | None = None
 
 
 # how apply_overrides names a field in its errors: the CLI's flags, or Python's arguments
 _FLAG_NAMES = {"priority": "--priority", "delay": "--delay", "run_at": "--run-at"}
-_FLAG_NAMES |= {"ttl": "--ttl", "max_retries": "--max-retries"}
+_FLAG_NAMES |= {"ttl": "--ttl", "max_retries": "--max-retries", "after": "--after"}
+_FLAG_NAMES |= {"unique_key": "--unique-key", "unique_for": "--unique-for"}
 
 
 def parse_json_arg(text: str) -> models.JobSpec:
@@ -120,7 +127,9 @@ def spec_from_object(obj: object) -> models.JobSpec:
         if obj.get("ttl") is not None and obj.get("expires_at") is not None:
             raise errors.UsageError('give "ttl" or "expires_at", not both')
     job_id, max_retries = obj.get("id"), obj.get("max_retries")
+    flow: dict[str, Any] = {} if _FLOW.isdisjoint(obj) else _flow_fields(obj)
     return models.JobSpec(
+        **flow,
         command=check_command(obj["command"]),
         id=None if job_id is None else check_id(job_id),
         queue=check_queue(obj.get("queue", "default")),
@@ -132,6 +141,52 @@ def spec_from_object(obj: object) -> models.JobSpec:
         else check_int(max_retries, "max_retries", low=0, high=MAX_RETRIES_CAP),
         expires_at=_expires_at(obj) if timed else None,
     )
+
+
+def _flow_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """`after`, `unique_key` and `unique_for` of a JSON job (null: not given)."""
+    fields: dict[str, Any] = {}
+    if obj.get("after") is not None:
+        fields["after"] = check_after(obj["after"], "after")
+    if obj.get("unique_key") is not None:
+        fields["unique_key"] = check_unique_key(obj["unique_key"], "unique_key")
+    if obj.get("unique_for") is not None:
+        fields["unique_for_s"] = _unique_for(obj["unique_for"], "unique_for")
+    _check_unique(fields.get("unique_key"), fields.get("unique_for_s"), "unique_key", "unique_for")
+    return fields
+
+
+def check_after(value: object, name: str) -> tuple[str, ...]:
+    """The ids a job runs after: a list of job ids (one id alone is accepted too)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise errors.UsageError(f"{name} must be a list of job ids")
+    if len(items) > MAX_AFTER:
+        raise errors.UsageError(f"{name}: at most {MAX_AFTER} dependencies, not {len(items)}")
+    return tuple(dict.fromkeys(check_id(item) for item in items))
+
+
+def check_unique_key(value: object, name: str) -> str:
+    if (
+        not isinstance(value, str)
+        or not value
+        or value.isspace()
+        or len(value) > MAX_UNIQUE_KEY
+        or not value.isprintable()
+    ):
+        raise errors.UsageError(
+            f"{name} must be 1-{MAX_UNIQUE_KEY} printable characters, not {_brief(value)}"
+        )
+    return value
+
+
+def _unique_for(value: object, name: str) -> float:
+    return _positive(_seconds(value, name), name)
+
+
+def _check_unique(key: str | None, window_s: float | None, key_name: str, for_name: str) -> None:
+    if window_s is not None and key is None:
+        raise errors.UsageError(f"{for_name} needs {key_name}")
 
 
 def _check_other_keys(obj: dict[str, Any]) -> None:
@@ -173,10 +228,27 @@ def apply_overrides(
         changes["max_retries"] = check_int(
             flags.max_retries, name("max_retries"), low=0, high=MAX_RETRIES_CAP
         )
+    if flags.after is not None or flags.unique_key is not None or flags.unique_for is not None:
+        changes |= _flow_overrides(spec, flags, name)
     result = replace(spec, **changes)
+    _check_unique(result.unique_key, result.unique_for_s, name("unique_key"), name("unique_for"))
     if result.expires_at is not None and result.expires_at <= (result.run_at or models.utcnow()):
         raise errors.UsageError("expires_at must be after the time the job is due")
     return result
+
+
+def _flow_overrides(
+    spec: models.JobSpec, flags: Overrides, name: Callable[[str], str]
+) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if flags.after is not None:
+        extra = check_after(list(flags.after), name("after"))
+        changes["after"] = tuple(dict.fromkeys(spec.after + extra))
+    if flags.unique_key is not None:
+        changes["unique_key"] = check_unique_key(flags.unique_key, name("unique_key"))
+    if flags.unique_for is not None:
+        changes["unique_for_s"] = _unique_for(flags.unique_for, name("unique_for"))
+    return changes
 
 
 def check_spec(spec: object) -> models.JobSpec:
@@ -192,6 +264,13 @@ def check_spec(spec: object) -> models.JobSpec:
     if spec.max_retries is not None:
         check_int(spec.max_retries, "max_retries", low=0, high=MAX_RETRIES_CAP)
     changes: dict[str, Any] = {}
+    if spec.after:
+        changes["after"] = check_after(list(spec.after), "after")
+    if spec.unique_key is not None:
+        check_unique_key(spec.unique_key, "unique_key")
+    if spec.unique_for_s is not None:
+        _unique_for(spec.unique_for_s, "unique_for_s")
+    _check_unique(spec.unique_key, spec.unique_for_s, "unique_key", "unique_for_s")
     if spec.timeout_s is not None and _timeout(spec.timeout_s) != spec.timeout_s:
         changes["timeout_s"] = _timeout(spec.timeout_s)
     for field in ("run_at", "expires_at"):

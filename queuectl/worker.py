@@ -175,6 +175,7 @@ class Worker:
     def run(self, *, burst: bool = False) -> int:
         """Run until stopped (or, with burst, until no work is left); returns jobs finished."""
         self.attempts.policy = self.backend.policy()
+        self.backend.refresh_flow()  # which queues are limited (the claim's second step)
         self.backend.deregister_workers(self.slot_ids)  # a stale row of a reused pid
         self.leases.beat()
         if self._stop_requested_while_starting():
@@ -337,6 +338,7 @@ class Worker:
         elif version is None or version != self._settings_version:
             try:
                 self.attempts.policy = self.backend.policy()
+                self.backend.refresh_flow()  # a queue's limits are part of the version
             except errors.BackendError as exc:
                 self._log.warning("policy_read_failed", error=str(exc), note="using the last one")
                 return
@@ -353,6 +355,7 @@ class Worker:
                 metrics=self.metrics,
             )
             self.attempts.policy = self.backend.policy()
+            self.backend.refresh_flow()
         except errors.BackendError as exc:
             self._log.warning("recovery_failed", error=str(exc))
             self._db_error("recover")

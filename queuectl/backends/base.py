@@ -35,15 +35,35 @@ OnNotify = Callable[[str, str], None]  # (channel, payload)
 OnError = Callable[[str], None] | None
 
 
+class Unset:
+    """The type of UNSET: a keyword not given (None means "remove the limit")."""
+
+    __slots__ = ()
+
+
+UNSET = Unset()
+
+
 class Enqueued:
-    """What enqueue_bulk inserted. Every job is pending with 0 attempts."""
+    """What enqueue_bulk inserted. Every row is a pending job with 0 attempts, unless `jobs`
+    says otherwise."""
 
     # a plain class: a NamedTuple or dataclass costs every CLI call compiling at import
-    __slots__ = ("now", "rows")
+    __slots__ = ("jobs", "now", "rows")
 
-    def __init__(self, now: datetime, rows: list[JobRow]) -> None:
+    def __init__(
+        self, now: datetime, rows: list[JobRow], jobs: list[models.Job] | None = None
+    ) -> None:
         self.now = now  # the transaction's time: each job's created_at and updated_at
         self.rows = rows  # in input order
+        # with dependencies or unique keys (flow.py): every input's job as stored, in input
+        # order (blocked, cancelled, or an existing job whose unique key it named: conflict)
+        self.jobs = jobs
+
+    @property
+    def count(self) -> int:
+        """How many jobs were inserted."""
+        return len(self.rows)
 
 
 class JobStore(Protocol):
@@ -217,8 +237,63 @@ class InsightsStore(Protocol):
         """Per queue: seconds the oldest due, unclaimed job has waited."""
 
 
+class Waiter(Protocol):
+    """What `wait` waits on between looks at the jobs."""
+
+    def __enter__(self) -> Waiter: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    def wait(self, timeout_s: float) -> bool:
+        """Until some awaited job may have ended (True) or `timeout_s` passed (False)."""
+
+
+class FlowStore(Protocol):
+    """Flow control and workflows (DESIGN §8): queue pause and limits, dependencies, waits."""
+
+    def queue_controls(self) -> list[models.QueueControl]:
+        """Every queue with settings (paused or limited), by name."""
+
+    def set_queue(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        concurrency: int | Unset | None = ...,
+        rate: tuple[int, float] | Unset | None = ...,
+    ) -> models.QueueControl:
+        """Change a queue's settings (None: no limit; not given: unchanged); a queue left
+        with none has no row."""
+
+    def refresh_flow(self) -> list[models.QueueControl]:
+        """Re-read which queues are limited (the claim's second step takes their jobs)."""
+
+    def running_by_queue(self) -> dict[str, int]:
+        """Jobs processing now, per queue."""
+
+    def dependencies(self, job_id: str) -> list[models.Dependency]:
+        """A job's dependencies and dependents with their states; JobNotFound."""
+
+    def watch(self, job_ids: Sequence[str]) -> None:
+        """Flag unfinished jobs as awaited, so that their end wakes `done_listener`s."""
+
+    def done_listener(self) -> AbstractContextManager[Waiter]:
+        """Something to wait on for awaited jobs' ends (Postgres: LISTEN; SQLite: commits)."""
+
+    def settle_blocked(self) -> int:
+        """The sweep behind the prompt paths: unblock blocked jobs whose dependencies all
+        completed (or were purged), cancel those with one dead or cancelled; how many moved."""
+
+
 class Backend(
-    JobStore, WorkerStore, SettingsStore, LeaderStore, ScheduleStore, InsightsStore, Protocol
+    JobStore,
+    WorkerStore,
+    SettingsStore,
+    LeaderStore,
+    ScheduleStore,
+    InsightsStore,
+    FlowStore,
+    Protocol,
 ):
     """Every role, plus the connection's own life: schema, closing, suspending, wake-ups."""
 

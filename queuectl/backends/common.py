@@ -49,6 +49,17 @@ def job_from_row(row: Mapping[str, Any], ts: ToTime) -> models.Job:
         run_count=row["run_count"],
         expires_at=opt(row["expires_at"]),
         cancel_requested=bool(row["cancel_requested"]),
+        unique_key=row["unique_key"],
+    )
+
+
+def queue_from_row(row: Mapping[str, Any]) -> models.QueueControl:
+    return models.QueueControl(
+        name=row["name"],
+        paused=bool(row["paused"]),
+        concurrency=row["concurrency"],
+        rate_limit=row["rate_limit"],
+        rate_period_s=row["rate_period_s"],
     )
 
 
@@ -264,7 +275,12 @@ RETRYABLE_STATES = frozenset(
     {models.JobState.FAILED, models.JobState.DEAD, models.JobState.CANCELLED}
 )
 CANCELLABLE = frozenset(
-    {models.JobState.PENDING, models.JobState.FAILED, models.JobState.PROCESSING}
+    {
+        models.JobState.PENDING,
+        models.JobState.FAILED,
+        models.JobState.PROCESSING,
+        models.JobState.BLOCKED,
+    }
 )
 
 

@@ -11,12 +11,12 @@ import contextlib
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from queuectl import config, models
-from queuectl.backends import common, secrets_of, store
+from queuectl.backends import common, flow, secrets_of, store
 from queuectl.backends.base import Enqueued, Names, OnError, OnNotify
 from queuectl.backends.connector import Row, Session
 from queuectl.backends.postgres_connector import (
@@ -35,6 +35,9 @@ _CLAIM = {
     bool(named): Q["claim"].replace("/* pick */", Q["pick_queues" if named else "pick_any"])
     for named in (0, 1)
 }
+# the limited queues' claim: their own pick, the same update
+_CLAIM_LIMITED = Q["claim"].replace("/* pick */", Q["pick_limited"])
+_DONE_PAYLOAD = 7000  # bytes of job ids per NOTIFY (the server's limit is 8000)
 _MIGRATE_LOCK = 0x71756575  # pg_advisory_xact_lock key: one migrator at a time
 _LISTEN_RETRY_S = (1.0, 8.0)  # the LISTEN session reconnects after 1, 2, 4, 8, 8 ... s
 
@@ -122,13 +125,7 @@ class PostgresBackend(store.SqlBackend):
 
     # --- workers ---------------------------------------------------------------------------------
     def _claim(self, slots: Names, queues: Names, host: str, lease_s: float) -> list[Row]:
-        params = {
-            "limit": len(slots),
-            "slots": list(slots),
-            "host": host,
-            "lease_s": lease_s,
-            "queues": list(queues),
-        }
+        params = _claim_params(slots, queues, host, lease_s)
         # one statement, atomic by itself: no BEGIN and COMMIT (one round trip, not three)
         with self._pg.single() as s:
             s.cur.execute(_CLAIM[bool(queues)], params)
@@ -149,22 +146,52 @@ class PostgresBackend(store.SqlBackend):
                 rounds.append([])
             rounds[k].append(index)
         with self._pg.transaction() if len(rounds) > 1 else self._pg.single() as s:
-            return self._finish_rounds(s, items, rounds)
+            applied, rows = self._finish_rounds(s, items, rounds)
+        # What the ended jobs set off, in a transaction after theirs: only then does the
+        # last of several dependencies completing at once find the others completed. A
+        # crash in between leaves it to the orchestrator's settle sweep.
+        ended = flow.flagged(rows)
+        limited = Counter(r["queue"] for r in rows if r["queue"] in (self._limited or ()))
+        if ended or limited:
+            with self._pg.transaction() as s:
+                if ended:
+                    flow.settle(s, self._pg, ended, self._notify, self._done)
+                if limited:
+                    self._notify(s, limited)  # a limited queue has room again
+        return applied
 
     def _finish_in(self, s: Session, items: Sequence[models.Finish]) -> list[bool]:
-        return self._finish_rounds(s, items, [list(range(len(items)))])
+        applied, rows = self._finish_rounds(s, items, [list(range(len(items)))])
+        self._settle(s, rows)
+        return applied
 
     @staticmethod
     def _finish_rounds(
         s: Session, items: Sequence[models.Finish], rounds: list[list[int]]
-    ) -> list[bool]:
+    ) -> tuple[list[bool], list[Row]]:
         applied = [False] * len(items)
+        ended: list[Row] = []
         for batch in rounds:
             rows = s.all("finish", common.finish_columns([items[i] for i in batch]))
+            ended += rows
             done = {r["id"] for r in rows}
             for i in batch:
                 applied[i] = items[i].job.id in done
-        return applied
+        return applied, ended
+
+    def _claim_limited(self, slots: Names, queues: Names, host: str, lease_s: float) -> list[Row]:
+        # Three statements in one transaction: lock the queues' rows (claimers of a limited
+        # queue take turns), claim what the limits allow (a fresh snapshot, which sees every
+        # claim before), log the starts for the rate limits.
+        params = _claim_params(slots, queues, host, lease_s)
+        with self._pg.transaction() as s:
+            if not s.all("lock_limited", params):
+                return []
+            s.cur.execute(_CLAIM_LIMITED, params)
+            rows: list[Row] = s.cur.fetchall()
+            if rows:
+                s.run("log_starts", {"queues": list(queues), "started": [r["queue"] for r in rows]})
+        return rows
 
     def _beat(self, s: Session, workers: Workers, running: Running, lease_s: float) -> store.Beat:
         # one statement per table for every slot and job of this process (arrays)
@@ -241,3 +268,55 @@ class PostgresBackend(store.SqlBackend):
 
     def _signal(self, s: Session, payload: str) -> None:
         s.run("notify_control", {"payload": payload})
+
+    def _done(self, s: Session, job_ids: Sequence[str]) -> None:
+        chunk: list[str] = []
+        for job_id in [*job_ids, ""]:
+            if chunk and (
+                not job_id or sum(map(len, chunk)) + len(chunk) + len(job_id) > _DONE_PAYLOAD
+            ):
+                s.run("notify_done", {"payload": " ".join(chunk)})
+                chunk = []
+            if job_id:
+                chunk.append(job_id)
+
+    def done_listener(self) -> contextlib.AbstractContextManager[store.Listener]:
+        url = self._pg.listen_url
+        if url is None:  # through a pooler without a direct URL: `wait` polls
+            return super().done_listener()
+        return _DoneListener(url, self._pg.listen_kwargs)
+
+
+def _claim_params(slots: Names, queues: Names, host: str, lease_s: float) -> dict[str, Any]:
+    return {
+        "limit": len(slots),
+        "slots": list(slots),
+        "host": host,
+        "lease_s": lease_s,
+        "queues": list(queues),
+    }
+
+
+class _DoneListener(store.Listener):
+    """`wait`'s LISTEN on queuectl_done, on a connection of its own (direct, never through a
+    pooler in transaction mode)."""
+
+    def __init__(self, url: str, kwargs: dict[str, object]) -> None:
+        self._url, self._kwargs = url, kwargs
+        self._conn: psycopg.Connection[object] | None = None
+
+    def __enter__(self) -> _DoneListener:
+        self._conn = psycopg.connect(self._url, **self._kwargs)  # type: ignore[arg-type]
+        self._conn.autocommit = True
+        self._conn.execute("LISTEN queuectl_done")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def wait(self, timeout_s: float) -> bool:
+        """True when some awaited job ended (or a NOTIFY of another waiter came), False after
+        `timeout_s` without one."""
+        assert self._conn is not None
+        return any(True for _ in self._conn.notifies(timeout=timeout_s, stop_after=1))

@@ -46,6 +46,9 @@ SELECT * FROM claimed;
 SELECT id FROM queuectl_jobs
  WHERE state IN ('pending', 'failed') AND run_at <= now()
    AND (expires_at IS NULL OR expires_at > now())  -- expired: the DLQ sweep takes it
+   AND queue NOT IN (SELECT name FROM queuectl_queues  -- paused or limited (the limited
+                      WHERE paused OR concurrency IS NOT NULL  -- claim takes those)
+                         OR rate_limit IS NOT NULL)
  ORDER BY priority DESC, run_at, seq
  LIMIT %(limit)s
    FOR UPDATE SKIP LOCKED
@@ -62,8 +65,61 @@ SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
     LIMIT %(limit)s
       FOR UPDATE SKIP LOCKED
  ) AS c
+ WHERE NOT EXISTS (SELECT 1 FROM queuectl_queues f  -- paused or limited: not by this claim
+                    WHERE f.name = q.name
+                      AND (f.paused OR f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL))
  ORDER BY c.priority DESC, c.run_at, c.seq
  LIMIT %(limit)s
+
+-- name: lock_limited
+-- The limited claim's first statement: claimers of a limited queue take turns on its row, so
+-- that the count the next statement reads (a fresh snapshot) includes every claim before.
+SELECT name FROM queuectl_queues
+ WHERE name = ANY(%(queues)s) AND NOT paused
+   AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+ ORDER BY name
+   FOR UPDATE;
+
+-- name: pick_limited
+-- Per limited queue, as many as its limits allow now: concurrency minus its running jobs,
+-- rate minus the attempts started within its period (statement_timestamp(), not now(): the
+-- transaction may have waited for the lock above).
+SELECT c.id FROM (
+  SELECT f.name,
+         LEAST(coalesce(f.concurrency - (SELECT count(*) FROM queuectl_jobs r
+                                          WHERE r.queue = f.name AND r.state = 'processing'),
+                        2147483647),
+               coalesce(f.rate_limit - (SELECT count(*) FROM queuectl_queue_starts t
+                                         WHERE t.queue = f.name
+                                           AND t.started_at > statement_timestamp()
+                                               - make_interval(secs => f.rate_period_s)),
+                        2147483647)) AS allowed
+    FROM queuectl_queues f
+   WHERE f.name = ANY(%(queues)s) AND NOT f.paused
+     AND (f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL)
+ ) AS q
+ CROSS JOIN LATERAL (
+   SELECT id, priority, run_at, seq FROM queuectl_jobs
+    WHERE queue = q.name AND state IN ('pending', 'failed') AND run_at <= now()
+      AND (expires_at IS NULL OR expires_at > now())
+    ORDER BY priority DESC, run_at, seq
+    LIMIT greatest(q.allowed, 0)
+      FOR UPDATE SKIP LOCKED
+ ) AS c
+ ORDER BY c.priority DESC, c.run_at, c.seq
+ LIMIT %(limit)s
+
+-- name: log_starts
+-- A rate-limited queue's starts: logged, and the log trimmed to its period.
+WITH gone AS (
+  DELETE FROM queuectl_queue_starts t USING queuectl_queues f
+   WHERE t.queue = f.name AND f.name = ANY(%(queues)s)
+     AND t.started_at <= statement_timestamp() - make_interval(secs => f.rate_period_s)
+)
+INSERT INTO queuectl_queue_starts (queue, started_at)
+SELECT u.q, statement_timestamp()
+  FROM unnest(%(started)s::text[]) AS u(q)
+  JOIN queuectl_queues f ON f.name = u.q AND f.rate_limit IS NOT NULL;
 
 -- name: finish
 -- Many finished jobs in one statement (the worker batches them every few ms): unnest() turns
@@ -93,7 +149,8 @@ WITH u AS (
          last_error = u.error, lease_expires_at = NULL, cancel_requested = false
     FROM u
    WHERE j.id = u.id AND j.lease_token = u.token AND j.state = 'processing'
-  RETURNING j.id, j.run_count, j.finished_at, j.worker_id, j.started_at, j.queue
+  RETURNING j.id, j.run_count, j.finished_at, j.worker_id, j.started_at, j.queue, j.state,
+            j.has_dependents, j.watched
 ), run AS (
   -- The attempt's one run row (a heartbeat with output may have written it already: then
   -- it is completed here; its output stays when the result carries none).
@@ -109,7 +166,7 @@ WITH u AS (
          output = CASE WHEN EXCLUDED.output_bytes > 0 THEN EXCLUDED.output ELSE r.output END,
          output_bytes = GREATEST(r.output_bytes, EXCLUDED.output_bytes)
 )
-SELECT id FROM done;
+SELECT id, queue, state, has_dependents, watched FROM done;
 
 -- name: beat_workers
 INSERT INTO queuectl_workers (id, host, pid, queues, connections)
@@ -208,7 +265,9 @@ WITH seed AS (
 )
 SELECT EXISTS (SELECT 1 FROM seed) OR EXISTS (SELECT 1 FROM turn) AS mine,
        (SELECT count(*) || '@' || coalesce(max(updated_at)::text, '')
-          FROM queuectl_settings) AS settings_version;
+          FROM queuectl_settings)
+       || (SELECT ' ' || count(*) || '@' || coalesce(max(updated_at)::text, '')
+             FROM queuectl_queues) AS settings_version;
 
 -- name: get_job
 SELECT * FROM queuectl_jobs WHERE id = %(id)s;
@@ -244,7 +303,7 @@ SELECT j.id, j.run_count, j.worker_id, j.started_at, NULL, NULL, NULL, NULL, '',
 -- name: cancel_now
 UPDATE queuectl_jobs
    SET state = 'cancelled', updated_at = now(), finished_at = now(), last_error = 'cancelled'
- WHERE id = %(id)s
+ WHERE id = ANY(%(ids)s)
 RETURNING *;
 
 -- name: cancel_running
@@ -262,6 +321,14 @@ UPDATE queuectl_jobs
  WHERE id = ANY(%(ids)s)
 RETURNING *;
 
+-- name: reblock
+-- A retried dependent waits again for its dependencies (any not completed).
+UPDATE queuectl_jobs j SET state = 'blocked'
+ WHERE j.id = ANY(%(ids)s) AND j.state = 'pending'
+   AND EXISTS (SELECT 1 FROM queuectl_deps d JOIN queuectl_jobs p ON p.id = d.depends_on
+                WHERE d.job_id = j.id AND p.state <> 'completed')
+RETURNING j.id;
+
 -- name: retry_all_dead
 UPDATE queuectl_jobs
    SET state = 'pending', run_at = now(), updated_at = now(), attempts = 0, expires_at = NULL
@@ -276,6 +343,7 @@ SELECT EXISTS (
    WHERE (state = 'failed' OR (state = 'pending' AND run_at <= now()))
      AND (expires_at IS NULL OR expires_at > now())
      AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s))
+     AND queue NOT IN (SELECT name FROM queuectl_queues WHERE paused)
 ) AS has_work;
 
 -- name: get_settings
@@ -379,7 +447,8 @@ UPDATE queuectl_schedules SET last_slot = %(slot)s, fired = fired + %(fired)s
 UPDATE queuectl_jobs
    SET state = 'dead', last_error = 'expired before it ran', updated_at = now(),
        finished_at = now()
- WHERE state IN ('pending', 'failed') AND expires_at IS NOT NULL AND expires_at < now();
+ WHERE state IN ('pending', 'failed') AND expires_at IS NOT NULL AND expires_at < now()
+RETURNING id, queue, state, has_dependents, watched;
 
 -- name: prune_finished
 -- In batches (the caller loops): one huge DELETE would hold its locks, and its cascade into
@@ -414,3 +483,135 @@ SELECT pg_notify('queuectl_wake', q || ' ' || n)
 -- name: notify_control
 -- A worker id: that worker heartbeats at once (a cancel); 'stop': every worker drains.
 SELECT pg_notify('queuectl_control', %(payload)s);
+
+-- name: mark_dependencies
+-- An enqueue with `after`: the dependencies' rows are flagged (and so locked until commit),
+-- which orders this enqueue and each dependency's finish: whichever comes second sees the
+-- other (a finish waiting here reads has_dependents from the row's new version).
+UPDATE queuectl_jobs SET has_dependents = true
+ WHERE id = ANY(%(ids)s)
+RETURNING id, state;
+
+-- name: unique_lock
+-- Enqueues of one unique key take turns (until their transactions end), so the look-up that
+-- follows in a fresh snapshot sees a job the previous one inserted.
+SELECT pg_advisory_xact_lock(hashtextextended('queuectl-unique:' || %(key)s, 0));
+
+-- name: find_unique
+SELECT * FROM queuectl_jobs
+ WHERE unique_key = %(key)s
+   AND (state IN ('blocked', 'pending', 'processing', 'failed')
+        OR (%(window_s)s::float8 IS NOT NULL
+            AND finished_at > now() - make_interval(secs => %(window_s)s)))
+ ORDER BY seq DESC
+ LIMIT 1;
+
+-- name: set_flow
+-- What an enqueue with `after` or a unique key sets beyond the bulk insert's columns.
+UPDATE queuectl_jobs
+   SET state = %(state)s, last_error = %(error)s, unique_key = %(key)s,
+       has_dependents = %(has_dependents)s,
+       finished_at = CASE WHEN %(state)s = 'cancelled' THEN now() END
+ WHERE id = %(id)s;
+
+-- name: add_dependency
+INSERT INTO queuectl_deps (job_id, depends_on) VALUES (%(id)s, %(on)s)
+ON CONFLICT DO NOTHING;
+
+-- name: unblock_dependents
+-- The blocked dependents of jobs that just completed, whose every dependency is completed
+-- now. Run after those completions committed (or in their transaction), so the last of
+-- several dependencies to complete always finds the others completed.
+UPDATE queuectl_jobs j
+   SET state = 'pending', run_at = GREATEST(j.run_at, now()), updated_at = now()
+ WHERE j.state = 'blocked'
+   AND j.id IN (SELECT job_id FROM queuectl_deps WHERE depends_on = ANY(%(ids)s))
+   AND NOT EXISTS (SELECT 1 FROM queuectl_deps d JOIN queuectl_jobs p ON p.id = d.depends_on
+                    WHERE d.job_id = j.id AND p.state <> 'completed')
+RETURNING j.id, j.queue;
+
+-- name: cancel_dependents
+-- One level of a cancellation: the blocked dependents of jobs that ended dead or cancelled
+-- (ids and states side by side), naming the first such dependency.
+UPDATE queuectl_jobs j
+   SET state = 'cancelled', updated_at = now(), finished_at = now(),
+       last_error = 'dependency ' || x.dep || ' ' || x.dep_state
+  FROM (SELECT DISTINCT ON (d.job_id) d.job_id, d.depends_on AS dep, u.state AS dep_state
+          FROM queuectl_deps d
+          JOIN unnest(%(ids)s::text[], %(states)s::text[]) AS u(id, state) ON u.id = d.depends_on
+         ORDER BY d.job_id, d.depends_on) AS x
+ WHERE j.id = x.job_id AND j.state = 'blocked'
+RETURNING j.id, j.queue, j.state, j.has_dependents, j.watched;
+
+-- name: blocked_settled
+-- The sweep behind the prompt paths (a worker killed between a finish and its follow-up, a
+-- dependency purged): blocked jobs whose dependencies are all completed (or gone), and
+-- blocked jobs with a dependency that ended dead or cancelled.
+SELECT j.id,
+       (SELECT p.id || ' ' || p.state FROM queuectl_deps d
+          JOIN queuectl_jobs p ON p.id = d.depends_on
+         WHERE d.job_id = j.id AND p.state IN ('dead', 'cancelled')
+         ORDER BY p.id LIMIT 1) AS ended
+  FROM queuectl_jobs j
+ WHERE j.state = 'blocked'
+   AND NOT EXISTS (SELECT 1 FROM queuectl_deps d JOIN queuectl_jobs p ON p.id = d.depends_on
+                    WHERE d.job_id = j.id
+                      AND p.state NOT IN ('completed', 'dead', 'cancelled'))
+ LIMIT 1000;
+
+-- name: unblock_ids
+UPDATE queuectl_jobs
+   SET state = 'pending', run_at = GREATEST(run_at, now()), updated_at = now()
+ WHERE id = ANY(%(ids)s) AND state = 'blocked'
+RETURNING id, queue;
+
+-- name: cancel_blocked
+UPDATE queuectl_jobs
+   SET state = 'cancelled', updated_at = now(), finished_at = now(), last_error = %(error)s
+ WHERE id = %(id)s AND state = 'blocked'
+RETURNING id, queue, state, has_dependents, watched;
+
+-- name: dependencies
+-- A job's dependencies (`after`) and dependents, with their states, for `show`.
+SELECT 'after' AS side, p.id, p.state FROM queuectl_deps d
+  JOIN queuectl_jobs p ON p.id = d.depends_on WHERE d.job_id = %(id)s
+UNION ALL
+SELECT 'dependent', c.id, c.state FROM queuectl_deps d
+  JOIN queuectl_jobs c ON c.id = d.job_id WHERE d.depends_on = %(id)s
+ORDER BY 1, 2;
+
+-- name: mark_watched
+UPDATE queuectl_jobs SET watched = true
+ WHERE id = ANY(%(ids)s) AND state NOT IN ('completed', 'dead', 'cancelled') AND NOT watched;
+
+-- name: notify_done
+SELECT pg_notify('queuectl_done', %(payload)s);
+
+-- name: list_queues
+SELECT * FROM queuectl_queues ORDER BY name;
+
+-- name: upsert_queue
+-- A queue's settings; the flags say which to change (the rest keep their values).
+INSERT INTO queuectl_queues AS f (name, paused, concurrency, rate_limit, rate_period_s)
+VALUES (%(name)s, coalesce(%(paused)s, false), %(concurrency)s, %(rate_limit)s,
+        %(rate_period_s)s)
+ON CONFLICT (name) DO UPDATE
+   SET paused = coalesce(%(paused)s, f.paused),
+       concurrency = CASE WHEN %(set_concurrency)s THEN EXCLUDED.concurrency
+                          ELSE f.concurrency END,
+       rate_limit = CASE WHEN %(set_rate)s THEN EXCLUDED.rate_limit ELSE f.rate_limit END,
+       rate_period_s = CASE WHEN %(set_rate)s THEN EXCLUDED.rate_period_s
+                            ELSE f.rate_period_s END,
+       updated_at = now()
+RETURNING *;
+
+-- name: drop_idle_queue
+-- A queue back to no settings at all needs no row.
+DELETE FROM queuectl_queues
+ WHERE name = %(name)s AND NOT paused AND concurrency IS NULL AND rate_limit IS NULL;
+
+-- name: clear_starts
+DELETE FROM queuectl_queue_starts WHERE queue = %(name)s;
+
+-- name: running_by_queue
+SELECT queue, count(*) AS n FROM queuectl_jobs WHERE state = 'processing' GROUP BY queue;

@@ -134,3 +134,51 @@ ALTER TABLE queuectl_jobs ADD COLUMN proc_session text;
 -- The database connections a worker process holds (pool and LISTEN), written by its
 -- heartbeats, for `worker list` (issue 16's connection budget). NULL on SQLite: a file.
 ALTER TABLE queuectl_workers ADD COLUMN connections integer;
+
+-- name: v6
+-- Flow control and workflows (DESIGN §8).
+-- The `blocked` state: a job waiting for its dependencies to complete.
+ALTER TABLE queuectl_jobs DROP CONSTRAINT IF EXISTS queuectl_jobs_state_check;
+ALTER TABLE queuectl_jobs ADD CONSTRAINT queuectl_jobs_state_check
+  CHECK (state IN ('pending', 'processing', 'completed', 'failed', 'dead', 'cancelled',
+                   'blocked'));
+-- Flags on the job's own row, read by finish's RETURNING (no extra probe on the hot path),
+-- and written by whoever adds a dependent or a waiter: that write takes the row's lock, so an
+-- enqueue and the dependency's finish are ordered (flow.md in DECISIONS §23 has the races).
+ALTER TABLE queuectl_jobs ADD COLUMN has_dependents boolean NOT NULL DEFAULT false;
+ALTER TABLE queuectl_jobs ADD COLUMN watched boolean NOT NULL DEFAULT false;
+-- At most one unfinished job per key (enforced under an advisory lock per key, store.py).
+ALTER TABLE queuectl_jobs ADD COLUMN unique_key text;
+CREATE INDEX queuectl_jobs_unique ON queuectl_jobs (unique_key, finished_at)
+  WHERE unique_key IS NOT NULL;
+-- For the concurrency limit's count of running jobs per queue.
+CREATE INDEX queuectl_jobs_running_queue ON queuectl_jobs (queue) WHERE state = 'processing';
+
+-- Dependencies: job_id runs after depends_on completed. Both ends cascade: a purged job
+-- takes its edges with it (a purged dependency no longer holds anything back).
+CREATE TABLE queuectl_deps (
+  job_id     text NOT NULL REFERENCES queuectl_jobs (id) ON DELETE CASCADE,
+  depends_on text NOT NULL REFERENCES queuectl_jobs (id) ON DELETE CASCADE,
+  PRIMARY KEY (job_id, depends_on)
+);
+CREATE INDEX queuectl_deps_depends_on ON queuectl_deps (depends_on);
+
+-- Per-queue settings: only queues someone paused or limited have a row.
+CREATE TABLE queuectl_queues (
+  name          text PRIMARY KEY,
+  paused        boolean NOT NULL DEFAULT false,
+  concurrency   integer CHECK (concurrency >= 0),
+  rate_limit    integer CHECK (rate_limit > 0),
+  rate_period_s double precision CHECK (rate_period_s > 0),
+  updated_at    timestamptz NOT NULL DEFAULT now()
+);
+-- The starts of a rate-limited queue's attempts within its period (a sliding log: exact for
+-- "at most N in any window"); the limited claim appends and trims it.
+CREATE TABLE queuectl_queue_starts (
+  queue      text NOT NULL,
+  started_at timestamptz NOT NULL
+);
+CREATE INDEX queuectl_queue_starts_queue ON queuectl_queue_starts (queue, started_at);
+
+-- Cron slots in an IANA time zone.
+ALTER TABLE queuectl_schedules ADD COLUMN tz text NOT NULL DEFAULT 'UTC';

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from queuectl.backends.base import Running, Workers
 
 _WATCH_S = 0.005  # listen(): how often an idle worker looks for a commit by someone else
+_BLOCKED_VERSION = 6  # the migration that adds the `blocked` state (_allow_blocked)
 _BULK_CACHE_KIB = -16384  # enqueue_bulk's page cache: 16 MiB (a negative cache_size counts KiB)
 
 
@@ -85,6 +86,8 @@ class SqliteBackend(store.SqlBackend):
             for name, sql in MIGRATIONS.items():
                 version = int(name.removeprefix("v"))
                 if version > current:
+                    if version == _BLOCKED_VERSION:
+                        _allow_blocked(conn)
                     for statement in _statements(sql):
                         conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {version}")
@@ -131,13 +134,7 @@ class SqliteBackend(store.SqlBackend):
             picked = conn.execute(pick, params | {"now": now, "limit": len(slots)}).fetchall()
             if not picked:
                 return []
-            claimed = {
-                "ids": json.dumps([r["id"] for r in picked]),
-                "slots": json.dumps(list(slots)),
-                "host": host,
-                "now": now,
-                "lease_s": lease_s,
-            }
+            claimed = _claimed(picked, slots, host, now, lease_s)
             # no run rows: each attempt's is written once, when it ends (or by a heartbeat
             # with output), see finish_run
             return conn.execute(Q["claim"], claimed).fetchall()
@@ -148,14 +145,43 @@ class SqliteBackend(store.SqlBackend):
         assert isinstance(s, SqliteSession)
         execute, now = s.conn.execute, {"now": s.now}
         applied: list[bool] = []
+        ended = []
         for item in items:
             params = common.finish_params(item.job, item.outcome, item.retry_in) | now
             done = execute(Q["finish"], params).fetchone()
             if done is not None:
                 run = {k: done[k] for k in ("run_count", "worker_id", "started_at", "queue")}
                 execute(Q["finish_run"], params | run | {"due_at": epoch(item.job.run_at)})
+                ended.append(done)
             applied.append(done is not None)
+        self._settle(s, ended)  # in the same transaction: the write lock orders it all
         return applied
+
+    def _claim_limited(self, slots: Names, queues: Names, host: str, lease_s: float) -> list[Row]:
+        # Under the write lock, no other claim can start a job between the counts and the
+        # update: each queue's allowance is exact.
+        with self._lite.tx() as conn:
+            now = time.time()
+            names = {"queues": json.dumps(list(queues)), "now": now}
+            picked: list[Row] = []
+            for row in conn.execute(Q["limited_allowance"], names).fetchall():
+                if (allowed := min(int(row["allowed"]), len(slots))) > 0:
+                    pick = {"queue": row["name"], "now": now, "limit": allowed}
+                    picked += conn.execute(Q["pick_limited"], pick).fetchall()
+            if not picked:
+                return []
+            picked.sort(key=lambda r: (-r["priority"], r["run_at"], r["seq"]))
+            picked = picked[: len(slots)]
+            claimed = _claimed(picked, slots, host, now, lease_s)
+            rows: list[Row] = conn.execute(Q["claim"], claimed).fetchall()
+            for queue in {r["queue"] for r in rows}:
+                conn.execute(Q["trim_starts"], {"queue": queue, "now": now})
+            for r in rows:
+                conn.execute(Q["log_start"], {"queue": r["queue"], "now": now})
+            return rows
+
+    def done_listener(self) -> contextlib.AbstractContextManager[store.Listener]:
+        return _CommitListener(self._lite)
 
     def _beat(self, s: Session, workers: Workers, running: Running, lease_s: float) -> store.Beat:
         # row by row: no arrays, and every statement is cheap under the one write lock
@@ -247,6 +273,68 @@ def _flat_params(rows: Sequence[JobRow], now: datetime) -> list[Any]:
             None if expires_at is None else expires_at.timestamp(),
         )
     return params
+
+
+class _CommitListener(store.Listener):
+    """`wait` between looks: until another connection commits (PRAGMA data_version, as the
+    workers' watch), or the timeout."""
+
+    def __init__(self, lite: SqliteConnector) -> None:
+        self._lite = lite
+        self._conn: sqlite3.Connection | None = None
+        self._version = 0
+
+    def __enter__(self) -> _CommitListener:
+        self._conn = self._lite.connect()
+        self._version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def wait(self, timeout_s: float) -> bool:
+        assert self._conn is not None
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, _WATCH_S * 2))
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version:
+                self._version = version
+                return True
+        return False
+
+
+def _claimed(
+    picked: Sequence[Row], slots: Names, host: str, now: float, lease_s: float
+) -> dict[str, Any]:
+    """The claim UPDATE's parameters: the i-th picked job to the i-th slot."""
+    return {
+        "ids": json.dumps([r["id"] for r in picked]),
+        "slots": json.dumps(list(slots)),
+        "host": host,
+        "now": now,
+        "lease_s": lease_s,
+    }
+
+
+def _allow_blocked(conn: sqlite3.Connection) -> None:
+    """Widen queuectl_jobs' state CHECK by the `blocked` state, in place: SQLite cannot ALTER
+    a constraint, and rebuilding the table would copy every job. Rewriting the stored CREATE
+    TABLE text is SQLite's documented way for a change no existing row can violate (sqlite.org
+    lang_altertable.html, "making other kinds of table schema changes"); schema_version is
+    bumped so that every open connection re-reads the schema."""
+    version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute(
+            "UPDATE sqlite_master SET sql = replace(sql, ?, ?) "
+            "WHERE type = 'table' AND name = 'queuectl_jobs'",
+            ("'cancelled')", "'cancelled', 'blocked')"),
+        )
+        conn.execute(f"PRAGMA schema_version = {version + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
 
 
 def _statements(script: str) -> list[str]:

@@ -25,6 +25,9 @@ SELECT * FROM queuectl_jobs WHERE id IN (SELECT value FROM json_each(:ids));
 SELECT id, priority, run_at, seq FROM queuectl_jobs INDEXED BY queuectl_jobs_claim
  WHERE state IN ('pending', 'failed') AND run_at <= :now
    AND (expires_at IS NULL OR expires_at > :now)  -- expired: the DLQ sweep takes it
+   AND queue NOT IN (SELECT name FROM queuectl_queues  -- paused or limited (the limited
+                      WHERE paused OR concurrency IS NOT NULL  -- claim takes those)
+                         OR rate_limit IS NOT NULL)
  ORDER BY priority DESC, run_at, seq
  LIMIT :limit
 
@@ -33,8 +36,43 @@ SELECT id, priority, run_at, seq FROM queuectl_jobs INDEXED BY queuectl_jobs_cla
 SELECT id, priority, run_at, seq FROM queuectl_jobs INDEXED BY queuectl_jobs_claim_queue
  WHERE queue = :queue AND state IN ('pending', 'failed') AND run_at <= :now
    AND (expires_at IS NULL OR expires_at > :now)
+   AND NOT EXISTS (SELECT 1 FROM queuectl_queues f  -- paused or limited: not by this claim
+                    WHERE f.name = :queue
+                      AND (f.paused OR f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL))
  ORDER BY priority DESC, run_at, seq
  LIMIT :limit
+
+-- name: limited_allowance
+-- Per limited queue, how many attempts its limits allow to start now (the claim holds the
+-- write lock: no other claim can change these counts before it commits).
+SELECT f.name,
+       min(coalesce(f.concurrency - (SELECT count(*) FROM queuectl_jobs r
+                                      WHERE r.queue = f.name AND r.state = 'processing'),
+                    2147483647),
+           coalesce(f.rate_limit - (SELECT count(*) FROM queuectl_queue_starts t
+                                     WHERE t.queue = f.name
+                                       AND t.started_at > :now - f.rate_period_s),
+                    2147483647)) AS allowed
+  FROM queuectl_queues f
+ WHERE f.name IN (SELECT value FROM json_each(:queues)) AND NOT f.paused
+   AND (f.concurrency IS NOT NULL OR f.rate_limit IS NOT NULL);
+
+-- name: pick_limited
+-- One limited queue's due jobs, in claim order, up to what its limits allow.
+SELECT id, priority, run_at, seq FROM queuectl_jobs INDEXED BY queuectl_jobs_claim_queue
+ WHERE queue = :queue AND state IN ('pending', 'failed') AND run_at <= :now
+   AND (expires_at IS NULL OR expires_at > :now)
+ ORDER BY priority DESC, run_at, seq
+ LIMIT :limit
+
+-- name: trim_starts
+DELETE FROM queuectl_queue_starts
+ WHERE queue = :queue
+   AND started_at <= :now - (SELECT rate_period_s FROM queuectl_queues WHERE name = :queue);
+
+-- name: log_start
+INSERT INTO queuectl_queue_starts (queue, started_at)
+SELECT name, :now FROM queuectl_queues WHERE name = :queue AND rate_limit IS NOT NULL;
 
 -- name: claim
 -- Runs under BEGIN IMMEDIATE: no other connection can write between the pick and this
@@ -71,7 +109,7 @@ UPDATE queuectl_jobs
        finished_at = :now, updated_at = :now, exit_code = :exit_code, last_error = :error,
        lease_expires_at = NULL, cancel_requested = 0
  WHERE id = :id AND lease_token = :token AND state = 'processing'
-RETURNING id, run_count, worker_id, started_at, queue;
+RETURNING id, run_count, worker_id, started_at, queue, state, has_dependents, watched;
 
 -- name: finish_run
 -- The attempt's one run row (a heartbeat with output may have written it already: then it is
@@ -190,7 +228,7 @@ SELECT j.id, j.run_count, j.worker_id, j.started_at, NULL, NULL, NULL, NULL, '',
 -- name: cancel_now
 UPDATE queuectl_jobs
    SET state = 'cancelled', updated_at = :now, finished_at = :now, last_error = 'cancelled'
- WHERE id = :id
+ WHERE id IN (SELECT value FROM json_each(:ids))
 RETURNING *;
 
 -- name: cancel_running
@@ -208,6 +246,14 @@ UPDATE queuectl_jobs
  WHERE id IN (SELECT value FROM json_each(:ids))
 RETURNING *;
 
+-- name: reblock
+-- A retried dependent waits again for its dependencies (any not completed).
+UPDATE queuectl_jobs SET state = 'blocked'
+ WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'pending'
+   AND EXISTS (SELECT 1 FROM queuectl_deps d JOIN queuectl_jobs p ON p.id = d.depends_on
+                WHERE d.job_id = queuectl_jobs.id AND p.state <> 'completed')
+RETURNING id;
+
 -- name: retry_all_dead
 UPDATE queuectl_jobs
    SET state = 'pending', run_at = :now, updated_at = :now, attempts = 0, expires_at = NULL
@@ -223,6 +269,7 @@ SELECT EXISTS (
      AND (expires_at IS NULL OR expires_at > :now)
      AND (json_array_length(:queues) = 0
           OR queue IN (SELECT value FROM json_each(:queues)))
+     AND queue NOT IN (SELECT name FROM queuectl_queues WHERE paused)
 ) AS has_work;
 
 -- name: get_settings
@@ -316,7 +363,8 @@ UPDATE queuectl_schedules SET last_slot = :slot, fired = fired + :fired WHERE na
 UPDATE queuectl_jobs
    SET state = 'dead', last_error = 'expired before it ran', updated_at = :now,
        finished_at = :now
- WHERE state IN ('pending', 'failed') AND expires_at IS NOT NULL AND expires_at < :now;
+ WHERE state IN ('pending', 'failed') AND expires_at IS NOT NULL AND expires_at < :now
+RETURNING id, queue, state, has_dependents, watched;
 
 -- name: prune_finished
 -- In batches (the caller loops): the write lock is released between them, so heartbeats
@@ -330,3 +378,121 @@ SELECT queue, :now - min(run_at) AS age_s
   FROM queuectl_jobs
  WHERE state IN ('pending', 'failed') AND run_at <= :now
  GROUP BY queue;
+
+-- name: mark_dependencies
+-- An enqueue with `after`: the dependencies' states (the write lock orders it with their
+-- finishes), and each flagged as having dependents (read by finish).
+UPDATE queuectl_jobs SET has_dependents = 1
+ WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id, state;
+
+-- name: unique_lock
+-- The write lock (BEGIN IMMEDIATE) already serialises every enqueue.
+SELECT 1;
+
+-- name: find_unique
+SELECT * FROM queuectl_jobs
+ WHERE unique_key = :key
+   AND (state IN ('blocked', 'pending', 'processing', 'failed')
+        OR (:window_s IS NOT NULL AND finished_at > :now - :window_s))
+ ORDER BY seq DESC
+ LIMIT 1;
+
+-- name: set_flow
+UPDATE queuectl_jobs
+   SET state = :state, last_error = :error, unique_key = :key,
+       has_dependents = :has_dependents,
+       finished_at = CASE WHEN :state = 'cancelled' THEN :now END
+ WHERE id = :id;
+
+-- name: add_dependency
+INSERT INTO queuectl_deps (job_id, depends_on) VALUES (:id, :on)
+ON CONFLICT DO NOTHING;
+
+-- name: unblock_dependents
+UPDATE queuectl_jobs
+   SET state = 'pending', run_at = max(run_at, :now), updated_at = :now
+ WHERE state = 'blocked'
+   AND id IN (SELECT job_id FROM queuectl_deps
+               WHERE depends_on IN (SELECT value FROM json_each(:ids)))
+   AND NOT EXISTS (SELECT 1 FROM queuectl_deps d JOIN queuectl_jobs p ON p.id = d.depends_on
+                    WHERE d.job_id = queuectl_jobs.id AND p.state <> 'completed')
+RETURNING id, queue;
+
+-- name: cancel_dependents
+-- :ended is a JSON object {dependency id: the state it ended in}.
+UPDATE queuectl_jobs
+   SET state = 'cancelled', updated_at = :now, finished_at = :now,
+       last_error = (SELECT 'dependency ' || e.key || ' ' || e.value
+                       FROM queuectl_deps d JOIN json_each(:ended) AS e ON e.key = d.depends_on
+                      WHERE d.job_id = queuectl_jobs.id
+                      ORDER BY e.key LIMIT 1)
+ WHERE state = 'blocked'
+   AND id IN (SELECT d.job_id FROM queuectl_deps d
+               WHERE d.depends_on IN (SELECT key FROM json_each(:ended)))
+RETURNING id, queue, state, has_dependents, watched;
+
+-- name: blocked_settled
+SELECT j.id,
+       (SELECT p.id || ' ' || p.state FROM queuectl_deps d
+          JOIN queuectl_jobs p ON p.id = d.depends_on
+         WHERE d.job_id = j.id AND p.state IN ('dead', 'cancelled')
+         ORDER BY p.id LIMIT 1) AS ended
+  FROM queuectl_jobs j
+ WHERE j.state = 'blocked'
+   AND NOT EXISTS (SELECT 1 FROM queuectl_deps d JOIN queuectl_jobs p ON p.id = d.depends_on
+                    WHERE d.job_id = j.id
+                      AND p.state NOT IN ('completed', 'dead', 'cancelled'))
+ LIMIT 1000;
+
+-- name: unblock_ids
+UPDATE queuectl_jobs
+   SET state = 'pending', run_at = max(run_at, :now), updated_at = :now
+ WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'blocked'
+RETURNING id, queue;
+
+-- name: cancel_blocked
+UPDATE queuectl_jobs
+   SET state = 'cancelled', updated_at = :now, finished_at = :now, last_error = :error
+ WHERE id = :id AND state = 'blocked'
+RETURNING id, queue, state, has_dependents, watched;
+
+-- name: dependencies
+SELECT 'after' AS side, p.id, p.state FROM queuectl_deps d
+  JOIN queuectl_jobs p ON p.id = d.depends_on WHERE d.job_id = :id
+UNION ALL
+SELECT 'dependent', c.id, c.state FROM queuectl_deps d
+  JOIN queuectl_jobs c ON c.id = d.job_id WHERE d.depends_on = :id
+ORDER BY 1, 2;
+
+-- name: mark_watched
+UPDATE queuectl_jobs SET watched = 1
+ WHERE id IN (SELECT value FROM json_each(:ids))
+   AND state NOT IN ('completed', 'dead', 'cancelled') AND NOT watched;
+
+-- name: list_queues
+SELECT * FROM queuectl_queues ORDER BY name;
+
+-- name: upsert_queue
+INSERT INTO queuectl_queues AS f (name, paused, concurrency, rate_limit, rate_period_s,
+                                  updated_at)
+VALUES (:name, coalesce(:paused, 0), :concurrency, :rate_limit, :rate_period_s, :now)
+ON CONFLICT (name) DO UPDATE
+   SET paused = coalesce(:paused, f.paused),
+       concurrency = CASE WHEN :set_concurrency THEN excluded.concurrency
+                          ELSE f.concurrency END,
+       rate_limit = CASE WHEN :set_rate THEN excluded.rate_limit ELSE f.rate_limit END,
+       rate_period_s = CASE WHEN :set_rate THEN excluded.rate_period_s
+                            ELSE f.rate_period_s END,
+       updated_at = :now
+RETURNING *;
+
+-- name: drop_idle_queue
+DELETE FROM queuectl_queues
+ WHERE name = :name AND NOT paused AND concurrency IS NULL AND rate_limit IS NULL;
+
+-- name: clear_starts
+DELETE FROM queuectl_queue_starts WHERE queue = :name;
+
+-- name: running_by_queue
+SELECT queue, count(*) AS n FROM queuectl_jobs WHERE state = 'processing' GROUP BY queue;

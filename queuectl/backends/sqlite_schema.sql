@@ -116,3 +116,37 @@ ALTER TABLE queuectl_jobs ADD COLUMN proc_session TEXT;
 -- The database connections a worker process holds (pool and LISTEN), written by its
 -- heartbeats, for `worker list` (issue 16's connection budget). NULL on SQLite: a file.
 ALTER TABLE queuectl_workers ADD COLUMN connections INTEGER;
+
+-- name: v6
+-- Flow control and workflows (DESIGN §8); see postgres_schema.sql v6 for the reasons.
+-- The `blocked` state: sqlite.py widens the table's CHECK constraint before these statements
+-- (SQLite cannot ALTER a constraint; every existing row satisfies the wider one).
+ALTER TABLE queuectl_jobs ADD COLUMN has_dependents INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queuectl_jobs ADD COLUMN watched INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE queuectl_jobs ADD COLUMN unique_key TEXT;
+CREATE INDEX queuectl_jobs_unique ON queuectl_jobs (unique_key, finished_at)
+  WHERE unique_key IS NOT NULL;
+CREATE INDEX queuectl_jobs_running_queue ON queuectl_jobs (queue) WHERE state = 'processing';
+
+CREATE TABLE queuectl_deps (
+  job_id     TEXT NOT NULL REFERENCES queuectl_jobs (id) ON DELETE CASCADE,
+  depends_on TEXT NOT NULL REFERENCES queuectl_jobs (id) ON DELETE CASCADE,
+  PRIMARY KEY (job_id, depends_on)
+) WITHOUT ROWID;
+CREATE INDEX queuectl_deps_depends_on ON queuectl_deps (depends_on);
+
+CREATE TABLE queuectl_queues (
+  name          TEXT PRIMARY KEY,
+  paused        INTEGER NOT NULL DEFAULT 0,
+  concurrency   INTEGER CHECK (concurrency >= 0),
+  rate_limit    INTEGER CHECK (rate_limit > 0),
+  rate_period_s REAL CHECK (rate_period_s > 0),
+  updated_at    REAL NOT NULL
+);
+CREATE TABLE queuectl_queue_starts (
+  queue      TEXT NOT NULL,
+  started_at REAL NOT NULL
+);
+CREATE INDEX queuectl_queue_starts_queue ON queuectl_queue_starts (queue, started_at);
+
+ALTER TABLE queuectl_schedules ADD COLUMN tz TEXT NOT NULL DEFAULT 'UTC';

@@ -10,19 +10,38 @@ outside this class, connections, error translation and migrations.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from queuectl import config, errors, models
-from queuectl.backends import common
-from queuectl.backends.base import JOB_ROW, Enqueued, Names, OnError, OnNotify, Reap
+from queuectl.backends import common, flow
+from queuectl.backends.base import JOB_ROW, UNSET, Enqueued, Names, OnError, OnNotify, Reap, Unset
 from queuectl.backends.connector import Connector, Row, Session
 
 if TYPE_CHECKING:
     from queuectl.backends.base import Running, Workers
+
+
+class Listener:
+    """Waits for a sign that awaited jobs may have ended (`wait`); the caller then re-reads
+    them. This one only sleeps: the caller polls."""
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def wait(self, timeout_s: float) -> bool:
+        time.sleep(timeout_s)
+        return False
+
 
 # what the heartbeat's statements found: whether a stop was asked; {renewed job id: whether
 # its cancel was requested}
@@ -39,6 +58,9 @@ class SqlBackend:
 
     def __init__(self, connector: Connector) -> None:
         self.c = connector
+        # the limited queues (concurrency or rate), as last read: the claim's second step
+        # takes their jobs (refresh_flow); None until first read
+        self._limited: frozenset[str] | None = None
 
     # --- what each dialect provides -------------------------------------------------------------
     def _insert(self, s: Session, specs: Sequence[models.JobSpec]) -> Enqueued:
@@ -50,7 +72,8 @@ class SqlBackend:
         raise NotImplementedError
 
     def _finish_in(self, s: Session, items: Sequence[models.Finish]) -> list[bool]:
-        """Write finished attempts inside `s` (each job at most once); whether each applied."""
+        """Write finished attempts inside `s` (each job at most once); whether each applied.
+        What the ended jobs set off (dependents, waiters: flow.settle) is settled in `s`."""
         raise NotImplementedError
 
     def _beat(self, s: Session, workers: Workers, running: Running, lease_s: float) -> Beat:
@@ -68,6 +91,15 @@ class SqlBackend:
         jobs fell due in each (0: unknown); a worker weighs its wake-up by it (worker.py).
         Postgres NOTIFYs; SQLite workers watch the file's commit counter instead, so this
         does nothing."""
+
+    def _done(self, s: Session, job_ids: Sequence[str]) -> None:
+        """Tell `wait`ers that these jobs ended, when `s` commits (Postgres NOTIFY; SQLite
+        waiters watch the file's commit counter instead, so this does nothing)."""
+
+    def _settle(self, s: Session, rows: Sequence[Row]) -> None:
+        """What ended jobs (rows with id, queue, state, has_dependents, watched) set off."""
+        if ended := flow.flagged(rows):
+            flow.settle(s, self.c, ended, self._notify, self._done)
 
     def _signal(self, s: Session, payload: str) -> None:
         """Tell workers on the control channel when `s` commits (a worker id: heartbeat now;
@@ -102,14 +134,37 @@ class SqlBackend:
     # --- jobs -------------------------------------------------------------------------------------
     def enqueue(self, specs: Sequence[models.JobSpec]) -> list[models.Job]:
         with self.c.transaction() as s:
-            job_ids = [row[0] for row in self._insert(s, specs).rows]
+            enqueued = self._enqueue_in(s, specs)
+            if enqueued.jobs is not None:
+                return enqueued.jobs
+            job_ids = [row[0] for row in enqueued.rows]
             rows = s.all("jobs_by_ids", {"ids": self.c.param_ids(job_ids)})
         by_id = {r["id"]: r for r in rows}
         return [self._job(by_id[i]) for i in job_ids]
 
     def enqueue_bulk(self, specs: Sequence[models.JobSpec]) -> Enqueued:
         with self.c.transaction() as s:
-            return self._insert(s, specs)
+            return self._enqueue_in(s, specs)
+
+    def _enqueue_in(self, s: Session, specs: Sequence[models.JobSpec]) -> Enqueued:
+        if not flow.needs_plan(specs):
+            return self._insert(s, specs)  # the common case: rows in, nothing read back
+        plan = flow.plan(s, self.c, specs, self._job)
+        inserted = self._insert(s, [specs[i] for i in plan.insert])
+        flow.apply(s, plan, [row[0] for row in inserted.rows])
+        ids = dict(zip(plan.insert, (row[0] for row in inserted.rows), strict=True))
+        for i in sorted(plan.conflicts):
+            other = plan.conflicts[i]
+            ids[i] = other.id if isinstance(other, models.Job) else ids[other]
+        rows = s.all("jobs_by_ids", {"ids": self.c.param_ids(sorted(set(ids.values())))})
+        by_id = {r["id"]: self._job(r) for r in rows}
+        jobs = [
+            dataclasses.replace(by_id[ids[i]], conflict=True)
+            if i in plan.conflicts
+            else by_id[ids[i]]
+            for i in range(len(specs))
+        ]
+        return Enqueued(inserted.now, inserted.rows, jobs)
 
     def get_job(self, job_id: str) -> models.Job:
         rows = self._read("get_job", {"id": job_id})
@@ -147,10 +202,13 @@ class SqlBackend:
             (job,) = self._locked(s, [job_id])
             common.check_transition(job, action="cancel", allowed=common.CANCELLABLE)
             running = job.state is models.JobState.PROCESSING
-            row = s.one("cancel_running" if running else "cancel_now", {"id": job_id})
             if running:
+                row = s.one("cancel_running", {"id": job_id})
                 # its worker heartbeats at once instead of within 2 s, and kills the job
                 self._signal(s, job.worker_id or "")
+            else:
+                row = s.one("cancel_now", {"ids": self.c.param_ids([job_id])})
+                self._settle(s, [row])  # its dependents are cancelled too
         return self._job(row)
 
     def retry(self, job_ids: Sequence[str], *, dead_only: bool = False) -> list[models.Job]:
@@ -158,8 +216,12 @@ class SqlBackend:
         with self.c.transaction() as s:
             for job in self._locked(s, job_ids):
                 common.check_transition(job, action="retry", allowed=allowed)
-            rows = s.all("retry", {"ids": self.c.param_ids(list(job_ids))})
-            self._notify(s, Counter(r["queue"] for r in rows))
+            params = {"ids": self.c.param_ids(list(job_ids))}
+            rows = s.all("retry", params)
+            # a dependent waits again for its dependencies (DESIGN §8)
+            if reblocked := {r["id"] for r in s.all("reblock", params)}:
+                rows = s.all("jobs_by_ids", params)
+            self._notify(s, Counter(r["queue"] for r in rows if r["id"] not in reblocked))
         by_id = {r["id"]: self._job(r) for r in rows}
         return [by_id[i] for i in job_ids]
 
@@ -179,7 +241,12 @@ class SqlBackend:
     ) -> list[models.Job]:
         if not slot_ids:
             return []
-        jobs = [self._job(r) for r in self._claim(slot_ids, queues, host, lease_ttl_s)]
+        rows = self._claim(slot_ids, queues, host, lease_ttl_s)
+        # the limited queues' jobs in a second step, serialised per queue (the first one
+        # passes them over): only when slots are left and this process serves such a queue
+        if len(rows) < len(slot_ids) and (limited := self._limited_among(queues)):
+            rows += self._claim_limited(slot_ids[len(rows) :], limited, host, lease_ttl_s)
+        jobs = [self._job(r) for r in rows]
         order = {slot: i for i, slot in enumerate(slot_ids)}  # the i-th job to the i-th slot
         return sorted(jobs, key=lambda j: order[j.worker_id or ""])
 
@@ -191,6 +258,78 @@ class SqlBackend:
             return []
         with self.c.transaction() as s:
             return self._finish_in(s, items)
+
+    # --- flow control (DESIGN §8) -----------------------------------------------------------------
+    def _claim_limited(self, slots: Names, queues: Names, host: str, lease_s: float) -> list[Row]:
+        """Claim from limited queues, at most what their limits allow, each queue's claims
+        taking turns (a dialect's own way)."""
+        raise NotImplementedError
+
+    def _limited_among(self, queues: Names) -> list[str]:
+        if self._limited is None:
+            self.refresh_flow()
+        limited = self._limited or frozenset()
+        return sorted(limited if not queues else limited.intersection(queues))
+
+    def refresh_flow(self) -> list[models.QueueControl]:
+        controls = self.queue_controls()
+        self._limited = frozenset(q.name for q in controls if q.limited and not q.paused)
+        return controls
+
+    def queue_controls(self) -> list[models.QueueControl]:
+        return [common.queue_from_row(r) for r in self._read("list_queues")]
+
+    def set_queue(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        concurrency: int | Unset | None = UNSET,
+        rate: tuple[int, float] | Unset | None = UNSET,
+    ) -> models.QueueControl:
+        set_rate = not isinstance(rate, Unset)
+        limit, period = rate if isinstance(rate, tuple) else (None, None)
+        params = {
+            "name": name,
+            "paused": paused,
+            "set_concurrency": not isinstance(concurrency, Unset),
+            "concurrency": None if isinstance(concurrency, Unset) else concurrency,
+            "set_rate": set_rate,
+            "rate_limit": limit,
+            "rate_period_s": period,
+        }
+        with self.c.transaction() as s:
+            row = s.one("upsert_queue", params)
+            if set_rate:
+                s.run("clear_starts", {"name": name})  # a new rate starts a fresh window
+            assert row is not None  # an upsert returns its row
+            s.run("drop_idle_queue", {"name": name})
+            if paused is False:
+                self._notify(s, {name: 0})  # its jobs are claimable again: wake the workers
+        self.refresh_flow()
+        return common.queue_from_row(row)
+
+    def running_by_queue(self) -> dict[str, int]:
+        return {r["queue"]: int(r["n"]) for r in self._read("running_by_queue")}
+
+    def dependencies(self, job_id: str) -> list[models.Dependency]:
+        with self.c.snapshot() as s:
+            if s.one("get_job", {"id": job_id}) is None:
+                raise errors.JobNotFound(job_id)
+            rows = s.all("dependencies", {"id": job_id})
+        return [models.Dependency(r["side"], r["id"], r["state"]) for r in rows]
+
+    def watch(self, job_ids: Sequence[str]) -> None:
+        """Flag unfinished jobs as awaited: their end is announced (`_done`)."""
+        self._write("mark_watched", {"ids": self.c.param_ids(list(job_ids))})
+
+    def done_listener(self) -> contextlib.AbstractContextManager[Listener]:
+        """What `wait` waits on between looks: a NOTIFY (Postgres) or a commit (SQLite)."""
+        return Listener()
+
+    def settle_blocked(self) -> int:
+        with self.c.transaction() as s:
+            return flow.settle_blocked(s, self.c, self._notify, self._done)
 
     def heartbeat(
         self, workers: Workers, running: Running, *, lease_ttl_s: float
@@ -357,7 +496,10 @@ class SqlBackend:
         return [common.sample_from_row(r) for r in rows]
 
     def expire_jobs(self) -> int:
-        return self._write("expire_jobs")
+        with self.c.transaction() as s:
+            rows = s.all("expire_jobs")
+            self._settle(s, rows)  # a dead job's dependents are cancelled
+        return len(rows)
 
     def prune_finished(self, state: models.JobState, *, older_than_s: float) -> int:
         # in batches, one transaction each: the locks are released between them

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations` in command modules: typer reads the signatures at
 # every call, and string annotations would be compiled and evaluated again each time.
 import itertools
+import json
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -59,8 +60,32 @@ def enqueue(
         str | None,
         typer.Option(help="Dead-letter the job if it has not started within this (e.g. 1h)."),
     ] = None,
+    after: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--after",
+            help="Run only after this job completed (repeatable); blocked until then.",
+            show_default=False,
+        ),
+    ] = None,
+    unique_key: Annotated[
+        str | None,
+        typer.Option(
+            "--unique-key",
+            help="Insert nothing if an unfinished job holds this key (prints that job).",
+        ),
+    ] = None,
+    unique_for: Annotated[
+        str | None,
+        typer.Option(
+            "--unique-for", help="With --unique-key: also count jobs finished within this (1h)."
+        ),
+    ] = None,
 ) -> None:
-    """Add a job (or many, from NDJSON) and print it as JSON."""
+    """Add a job (or many, from NDJSON) and print it as JSON.
+
+    Example: queuectl enqueue -c 'make report' --after build-1 --unique-key report:today
+    """
     flags = specs.Overrides(
         id=job_id,
         queue=queue,
@@ -70,6 +95,9 @@ def enqueue(
         timeout=timeout,
         max_retries=max_retries,
         ttl=ttl,
+        after=None if not after else tuple(after),
+        unique_key=unique_key,
+        unique_for=unique_for,
     )
     sources = [s for s in (job, file, command) if s is not None]
     if len(sources) != 1:
@@ -86,6 +114,11 @@ def enqueue(
         spec = specs.parse_json_arg(job)
     created_job = CTX.client().enqueue(specs.apply_overrides(spec, flags))
     output.emit_json(created_job.to_json())
+    if created_job.conflict:
+        output.note(
+            f"job {created_job.id} ({created_job.state}) already holds unique key "
+            f"{created_job.unique_key!r}: nothing enqueued"
+        )
 
 
 def _enqueue_many(path: str, flags: specs.Overrides) -> None:
@@ -99,7 +132,11 @@ def _enqueue_many(path: str, flags: specs.Overrides) -> None:
     lines = job_lines(batch)
     while chunk := list(itertools.islice(lines, _LINES_PER_WRITE)):
         sys.stdout.write("\n".join(chunk) + "\n")
-    output.note(f"enqueued {len(batch.rows)} jobs")
+    output.note(f"enqueued {batch.count} jobs")
+    if conflicts := sum(1 for job in batch.jobs or () if job.conflict):
+        output.note(
+            f"{conflicts} lines named a unique key an unfinished job holds: printed that job"
+        )
 
 
 def _read_text(path: str) -> str:
@@ -121,6 +158,9 @@ def job_lines(batch: "Enqueued") -> Iterator[str]:
     """Each enqueued job exactly as `json.dumps(job.to_json(), ensure_ascii=False)` prints
     it, from the rows the backend inserted: building and serialising 100k Job objects would
     take longer than inserting them."""
+    if batch.jobs is not None:  # with dependencies or unique keys: every job read back
+        yield from (json.dumps(job.to_json(), ensure_ascii=False) for job in batch.jobs)
+        return
     now = _time(batch.now)
     times: dict[datetime, str] = {batch.now: now}  # most jobs share run_at (and expires_at)
 
@@ -141,7 +181,7 @@ def job_lines(batch: "Enqueued") -> Iterator[str]:
             f'"updated_at": {now}, "queue": "{queue}", "priority": {int(priority)}, '
             f'"run_at": {time_of(run_at)}, "timeout": {timeout}, "last_error": null, '
             f'"exit_code": null, "started_at": null, "finished_at": null, "worker_id": null, '
-            f'"expires_at": {time_of(expires_at)}}}'
+            f'"expires_at": {time_of(expires_at)}, "unique_key": null}}'
         )
 
 

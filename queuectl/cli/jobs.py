@@ -68,10 +68,18 @@ def show(
     client = CTX.client()
     job = client.get(job_id)
     runs = client.runs(job_id)
+    edges = client.dependencies(job_id)
+    links = {
+        side: [{"id": d.id, "state": d.state} for d in edges if d.side == key]
+        for side, key in (("after", "after"), ("dependents", "dependent"))
+    }
     if as_json:
-        output.emit_json(job.to_json() | {"runs": [r.to_json() for r in runs]})
+        output.emit_json(job.to_json() | links | {"runs": [r.to_json() for r in runs]})
         return
     data = job.to_json()
+    for side, jobs in links.items():
+        if jobs:
+            data[side] = ", ".join(f"{d['id']} ({d['state']})" for d in jobs)
     width = max(len(k) for k in data)
     for key, value in data.items():
         # escaped: a newline in a command would otherwise print a forged `state` line
@@ -177,6 +185,36 @@ def retry(
             output.emit_json(job.to_json())
         else:
             output.emit(f"retrying {job.id}")
+
+
+def wait(
+    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", show_default=False)],
+    timeout: Annotated[
+        str | None, typer.Option(help="Give up after this long (30s, 5m): exit 124.")
+    ] = None,
+    as_json: output.JsonFlag = False,
+) -> None:
+    """Block until every job has finished: exit 0 when all completed, 1 when any ended
+    otherwise (dead, cancelled), 124 on --timeout.
+
+    Example: queuectl wait $(queuectl enqueue -c 'make' | jq -r .id) --timeout 10m
+    """
+    client = CTX.client()
+    if timeout is not None:
+        from queuectl import specs
+
+        specs.seconds(timeout, "--timeout")  # a bad value is exit 2 before any wait
+    jobs = client.wait(job_ids, timeout)
+    if as_json:
+        output.emit_json([j.to_json() for j in jobs])
+    else:
+        for j in jobs:
+            output.emit(f"{j.id}  {j.state}")
+    failed = [j for j in jobs if j.state is not models.JobState.COMPLETED]
+    if failed:
+        names = ", ".join(f"{j.id} {j.state}" for j in failed[:5])
+        output.error_line(f"{len(failed)} of {len(jobs)} jobs did not complete ({names})")
+        raise typer.Exit(1)
 
 
 def status(

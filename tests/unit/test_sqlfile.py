@@ -22,7 +22,10 @@ BACKENDS = Path(str(resources.files("queuectl.backends")))
 #   queue array (pick_queues), sqlite by a UNION of one pick_queue per queue;
 # * sqlite has no RETURNING-from-CTE batches, so it writes an attempt's run row in a
 #   statement of its own (finish_run);
-# * only postgres has NOTIFY (sqlite workers poll);
+# * only postgres has NOTIFY (sqlite workers poll; `wait` watches the commit counter);
+# * the limited claim: postgres locks the limited queues' rows, then claims what their
+#   limits allow in one statement and logs the starts; sqlite, under its one write lock,
+#   reads the allowances, picks per queue and logs each start;
 # * bulk enqueue: postgres COPYs the rows in after one read of the time and the settings,
 #   sqlite runs multi-row INSERTs after looking for taken ids (its constraint error would
 #   not name the id).
@@ -33,17 +36,23 @@ POSTGRES_ONLY = {
     "notify_due",
     "enqueue_snapshot",
     "enqueue_copy",
+    "notify_done",
+    "lock_limited",
+    "log_starts",
 }
 SQLITE_ONLY = {
     "enqueue_values",
     "existing_ids",
     "pick_queue",
     "finish_run",
+    "limited_allowance",
+    "trim_starts",
+    "log_start",
 }
 # the modules that look names up, per dialect: its own and the shared one
 MODULES = {
-    "postgres.sql": ("postgres.py", "postgres_connector.py", "store.py"),
-    "sqlite.sql": ("sqlite.py", "sqlite_connector.py", "store.py"),
+    "postgres.sql": ("postgres.py", "postgres_connector.py", "store.py", "flow.py"),
+    "sqlite.sql": ("sqlite.py", "sqlite_connector.py", "store.py", "flow.py"),
 }
 # methods whose first argument is a query name: the sessions' and SqlBackend's helpers
 _NAMED_CALLS = {"all", "one", "run", "_read", "_write"}
