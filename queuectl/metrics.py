@@ -5,7 +5,7 @@ outcome, sweep, operation): never job ids, commands or hostnames."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -119,7 +119,8 @@ class Metrics:
 
 
 class QueueCollector(Collector):
-    """Queue depth from the database at scrape time: right however many workers run."""
+    """Queue depth and flow settings from the database at scrape time: right however many
+    workers run."""
 
     def __init__(self, backend: Backend, *, lease_ttl_s: float) -> None:
         self.backend = backend
@@ -131,6 +132,7 @@ class QueueCollector(Collector):
             stats = self.backend.stats(lease_ttl_s=self.lease_ttl_s)
             oldest = self.backend.oldest_due()
             workers = self.backend.list_workers(lease_ttl_s=self.lease_ttl_s)
+            controls = self.backend.queue_controls()
         except errors.QueuectlError as exc:
             log.warning("metrics scrape failed: %s", exc)
             up.add_metric([], 0)
@@ -153,6 +155,7 @@ class QueueCollector(Collector):
         for queue in stats.by_queue:
             age.add_metric([queue], oldest.get(queue, 0.0))
         yield age
+        yield from _flow_control(stats.by_queue.keys(), controls)
         alive = GaugeMetricFamily(
             "queuectl_workers_alive", "Live worker slots by state", labels=["state"]
         )
@@ -168,3 +171,42 @@ class QueueCollector(Collector):
         )
         lost.add_metric([], stats.lost_workers)
         yield lost
+
+
+def _flow_control(
+    queues: Iterable[str], controls: Iterable[models.QueueControl]
+) -> Iterator[Metric]:
+    """The `queue pause/set` settings of every queue with jobs or settings. A limit that is
+    not set has no series: a sentinel such as -1 or +Inf would draw as a real limit."""
+    by_name = {c.name: c for c in controls}
+    paused = GaugeMetricFamily(
+        "queuectl_queue_paused",
+        "1 while a queue is paused (`queue pause`: its jobs are not claimed), else 0",
+        labels=["queue"],
+    )
+    concurrency = GaugeMetricFamily(
+        "queuectl_queue_concurrency_limit",
+        "Most jobs of a queue processing at once, fleet-wide (`queue set --concurrency`); "
+        "no series without a limit",
+        labels=["queue"],
+    )
+    rate = GaugeMetricFamily(
+        "queuectl_queue_rate_limit",
+        "Attempts a queue may start per second: its `queue set --rate N/PERIOD` as N divided "
+        "by PERIOD in seconds (100/1m is 1.667); no series without a limit",
+        labels=["queue"],
+    )
+    period = GaugeMetricFamily(
+        "queuectl_queue_rate_period_seconds",
+        "The window of a queue's rate limit (60 for 100/1m): the limit times it is N",
+        labels=["queue"],
+    )
+    for name in sorted(set(queues) | by_name.keys()):
+        control = by_name.get(name) or models.QueueControl(name)
+        paused.add_metric([name], 1 if control.paused else 0)
+        if control.concurrency is not None:
+            concurrency.add_metric([name], control.concurrency)
+        if control.rate_limit is not None and control.rate_period_s:
+            rate.add_metric([name], control.rate_limit / control.rate_period_s)
+            period.add_metric([name], control.rate_period_s)
+    yield from (paused, concurrency, rate, period)

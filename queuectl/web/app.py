@@ -117,6 +117,11 @@ class _Views:
             Route("/schedules/{name}/resume", act(self.resume), methods=["POST"]),
             Route("/schedule/pause", act(self.pause), methods=["POST"]),
             Route("/schedule/resume", act(self.resume), methods=["POST"]),
+            # queue names may be `..` too (specs.VALID_QUEUE): in the query, as for schedules
+            Route("/queues", self.queues),
+            Route("/queue/pause", act(self.pause_queue), methods=["POST"]),
+            Route("/queue/resume", act(self.resume_queue), methods=["POST"]),
+            Route("/queue/limits", act(self.limit_queue, page=self.queues), methods=["POST"]),
             Route("/healthz", self.healthz),
             Route("/metrics", self.metrics),
             Route("/login", self.login),
@@ -186,6 +191,7 @@ class _Views:
         try:
             found = self.client.get(job_id)
             runs = self.client.runs(job_id)
+            dependencies = self.client.dependencies(job_id)
         except errors.JobNotFound:
             return self.render(request, "error.html", 404, message=f"no job with id {job_id!r}")
         return self.render(
@@ -193,6 +199,8 @@ class _Views:
             "job.html",
             job=found,
             runs=runs,
+            after=[d for d in dependencies if d.side == "after"],
+            dependents=[d for d in dependencies if d.side == "dependent"],
             # `--` before an id such as -rf, which would otherwise read as an option
             cli=f"{command_line('show', job_id)}; {command_line('logs', job_id)}",
         )
@@ -208,6 +216,20 @@ class _Views:
 
     def schedules(self, request: Request) -> Response:
         return self.render(request, "schedules.html", schedules=self.client.schedules())
+
+    def queues(
+        self, request: Request, error: str | None = None, form: dict[str, str] | None = None
+    ) -> Response:
+        """Every queue with its flow settings; with `error`, the limits form that was sent
+        back (400), showing the message and the values as they were typed."""
+        return self.render(
+            request,
+            "queues.html",
+            400 if error else 200,
+            queues=self.client.queues(),
+            error=error,
+            typed=_queue_form(request, form) if error else {},
+        )
 
     def healthz(self, request: Request) -> Response:
         try:
@@ -242,9 +264,14 @@ class _Views:
 
     # --- actions --------------------------------------------------------------------------------
     def action(
-        self, fn: Callable[[Request, dict[str, str]], str]
+        self,
+        fn: Callable[[Request, dict[str, str]], str],
+        *,
+        page: Callable[[Request, str, dict[str, str]], Response] | None = None,
     ) -> Callable[[Request], Awaitable[Response]]:
-        """POST only, CSRF-checked, refused in read-only mode; redirects back when done."""
+        """POST only, CSRF-checked, refused in read-only mode; redirects back when done.
+        A UsageError from an action with a `page` (a form's bad value) renders that page
+        with the message, for the user to correct, instead of a bare line."""
 
         async def endpoint(request: Request) -> Response:
             form = await request.form()
@@ -256,6 +283,8 @@ class _Views:
             try:
                 target = await run_in_threadpool(fn, request, fields)
             except errors.QueuectlError as exc:
+                if page is not None and isinstance(exc, errors.UsageError):
+                    return await run_in_threadpool(page, request, str(exc), fields)
                 return PlainTextResponse(str(exc), status_code=_status(exc))
             return RedirectResponse(target, status_code=303)
 
@@ -296,6 +325,22 @@ class _Views:
         self.client.resume_schedule(_named(request, "name", "name"))
         return "/schedules"
 
+    def pause_queue(self, request: Request, form: dict[str, str]) -> str:
+        self.client.pause_queues([_named(request, "name", "name")])
+        return "/queues"
+
+    def resume_queue(self, request: Request, form: dict[str, str]) -> str:
+        self.client.resume_queues([_named(request, "name", "name")])
+        return "/queues"
+
+    def limit_queue(self, request: Request, form: dict[str, str]) -> str:
+        """Set the limits the form sends; an empty field removes that limit, a field not
+        sent keeps it. The Client parses both before it writes: one bad value, no change."""
+        typed = _queue_form(request, form)
+        limits = {k: (v.strip() or None) for k, v in typed.items() if k != "name"}
+        self.client.set_queue(typed.get("name", ""), **limits)
+        return "/queues"
+
 
 def _named(request: Request, path_param: str, query_param: str) -> str:
     """The name an action is for: in the path (old links) or the query (what pages emit)."""
@@ -303,6 +348,15 @@ def _named(request: Request, path_param: str, query_param: str) -> str:
     if not name:
         raise errors.UsageError(f"which one? give ?{query_param}=")
     return str(name)
+
+
+def _queue_form(request: Request, form: dict[str, str] | None) -> dict[str, str]:
+    """A limits form: the queue's name (the query's, for a listed queue; a field, for the
+    form that names a new one) and the limit fields it sent."""
+    form = form or {}
+    typed: dict[str, str] = {k: form[k] for k in ("concurrency", "rate") if k in form}
+    typed["name"] = request.query_params.get("name") or form.get("name", "").strip()
+    return typed
 
 
 def _local(target: str | None) -> str | None:

@@ -181,6 +181,7 @@ def test_alert_rules_cover_the_failure_modes() -> None:
         "QueuectlWorkerDown",
         "QueuectlOrchestratorDown",
         "QueuectlDatabaseUnreachable",
+        "QueuectlQueueHeld",
     } <= names
 
 
@@ -221,6 +222,9 @@ def test_every_metric_in_dashboards_and_alerts_is_exported(tmp_path: Path) -> No
         "queuectl_worker_busy_slots",
         "queuectl_orchestrator_leader",
         "queuectl_sweep_runs_total",
+        "queuectl_queue_paused",
+        "queuectl_queue_concurrency_limit",
+        "queuectl_queue_rate_limit",
     }
     assert expected <= used
 
@@ -241,7 +245,17 @@ def test_grafana_dashboards_and_provisioning_agree() -> None:
 
 
 # what Grafana 11 draws; a typo here renders as "Panel plugin not found"
-PANEL_TYPES = {"timeseries", "stat", "table", "gauge", "bargauge", "piechart", "text", "row"}
+PANEL_TYPES = {
+    "timeseries",
+    "stat",
+    "table",
+    "gauge",
+    "bargauge",
+    "piechart",
+    "text",
+    "row",
+    "state-timeline",
+}
 
 
 def test_grafana_dashboards_follow_the_dashboard_model(tmp_path: Path) -> None:

@@ -29,16 +29,17 @@ ARGS = [
 ]
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[str, Cli]]:
+def serve(cli: Cli, *, workers: int) -> Iterator[str]:
+    """A dashboard (and a worker process with `workers` slots, if any) on `cli`'s database,
+    stopped on the way out; yields its address."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed (.ci/run installs Debian's package)")
         pytest.skip("Debian's chromium is not installed")
-    cli = Cli(f"sqlite:///{tmp_path}/q.db", tmp_path)
     port = free_port()
-    server = cli.popen("dashboard", "--port", str(port))
-    worker = cli.popen("worker", "start", "--count", "2")
+    procs = [cli.popen("dashboard", "--port", str(port))]
+    if workers:
+        procs.append(cli.popen("worker", "start", "--count", str(workers)))
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -50,11 +51,26 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Cli]]:
 
     try:
         wait_for(up, timeout=20)
-        yield url, cli
+        yield url
     finally:
-        for proc in (worker, server):
+        for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=20)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, Cli]]:
+    cli = Cli(f"sqlite:///{tmp_path}/q.db", tmp_path)
+    for url in serve(cli, workers=2):
+        yield url, cli
+
+
+@pytest.fixture
+def quiet_site(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Cli]]:
+    """A dashboard and no worker (nothing changes but what the test does), on each backend."""
+    cli = Cli(db_url, tmp_path)
+    for url in serve(cli, workers=0):
+        yield url, cli
 
 
 def test_a_job_appears_runs_and_is_retried_from_the_dlq(site: tuple[str, Cli]) -> None:
@@ -113,3 +129,80 @@ def test_a_job_appears_runs_and_is_retried_from_the_dlq(site: tuple[str, Cli]) -
         browser.close()
     assert not [m for m in console if "Content Security Policy" in m], console
     assert cli.json("show", "flaky", "--json")["runs"][1]["exit_code"] == 3
+
+
+def test_queues_are_paused_resumed_and_limited_and_blocked_jobs_link_their_dependencies(
+    quiet_site: tuple[str, Cli],
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from queuectl import Client
+
+    url, cli = quiet_site
+    shots = Path(os.environ.get("SCREENSHOTS", cli.cwd / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    cli.enqueue({"id": "extract", "command": "echo extract", "queue": "etl", "delay": "1h"})
+    cli.enqueue({"id": "load", "command": "echo load", "queue": "etl", "after": ["extract"]})
+    for i in range(3):
+        cli.enqueue({"command": f"echo mail {i}", "queue": "mail"})
+    api = Client(cli.url)
+
+    def flow(queue: str) -> tuple[bool, int | None, str | None]:
+        (q,) = [q for q in api.queues() if q["name"] == queue]
+        return q["paused"], q["concurrency"], q["rate"]
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        page.goto(url + "/")
+        page.get_by_role("link", name="Queues", exact=True).click()
+        page.wait_for_url(url + "/queues")
+        # the live refresh swaps the page under the pointer: stop it for the clicks below
+        page.click("#refresh-toggle")
+        mail = page.locator('tr[data-queue="mail"]')
+        etl = page.locator('tr[data-queue="etl"]')
+        expect(etl).to_contain_text("active")
+
+        mail.get_by_role("button", name="Pause", exact=True).click()
+        page.wait_for_url(url + "/queues")
+        expect(mail.locator(".badge")).to_have_text("paused")
+        assert flow("mail") == (True, None, None)
+        mail.get_by_role("button", name="Resume", exact=True).click()
+        expect(mail.locator(".badge")).to_have_text("active")
+        assert flow("mail") == (False, None, None)
+
+        mail.get_by_label("concurrency of mail").fill("2")
+        mail.get_by_label("rate of mail").fill("10/1s")
+        mail.get_by_role("button", name="Set", exact=True).click()
+        expect(mail).to_contain_text("0 / 2")
+        assert flow("mail") == (False, 2, "10/1s")
+        # a bad value: the message on the page, the form as typed, nothing changed
+        mail.get_by_label("concurrency of mail").fill("-5")
+        mail.get_by_role("button", name="Set", exact=True).click()
+        expect(page.locator("#form-error")).to_contain_text("concurrency must be between 0")
+        expect(mail.get_by_label("concurrency of mail")).to_have_value("-5")
+        assert flow("mail") == (False, 2, "10/1s")
+        etl.get_by_role("button", name="Pause", exact=True).click()
+        expect(etl.locator(".badge")).to_have_text("paused")
+        page.click("#refresh-toggle")  # live again, as the screenshot's header shows
+        page.screenshot(path=str(shots / "queues.png"), full_page=True)
+
+        # the blocked job: a tab of the jobs list, and links both ways on the job pages
+        page.goto(url + "/jobs")
+        page.locator(".tabs a", has_text="blocked").click()
+        rows = page.locator("#jobs tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows).to_contain_text("blocked")
+        rows.get_by_role("link", name="load", exact=True).click()
+        expect(page.locator("#job-state")).to_have_text("blocked")
+        expect(page.locator("#after")).to_contain_text("extract pending")
+        page.locator("#after").get_by_role("link", name="extract").click()
+        expect(page.locator("h1 code")).to_have_text("extract")
+        expect(page.locator("#dependents")).to_contain_text("load blocked")
+        page.locator("#dependents").get_by_role("link", name="load").click()
+        expect(page.locator("h1 code")).to_have_text("load")
+        browser.close()
+    api.close()
+    assert not [m for m in console if "Content Security Policy" in m], console

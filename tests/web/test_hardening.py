@@ -23,7 +23,7 @@ from tests.conftest import Cli
 from tests.e2e.waiting import wait_for
 from tests.web.test_http import client, csrf, finish
 
-PAGES = ("/", "/jobs", "/jobs/a", "/dlq", "/workers", "/schedules", "/jobs/missing")
+PAGES = ("/", "/jobs", "/jobs/a", "/queues", "/dlq", "/workers", "/schedules", "/jobs/missing")
 
 
 # --- a real server, spoken to with raw HTTP (any Host, any bytes) -----------------------------

@@ -48,7 +48,16 @@ def test_every_page_renders(backend: Backend) -> None:
     backend.enqueue([models.JobSpec(command="echo hi", id="a", queue="mail")])
     backend.add_schedule(models.Schedule(name="nightly", cron="0 3 * * *", command="true"))
     c = client(backend)
-    for page in ("/", "/jobs", "/jobs?state=pending", "/jobs/a", "/dlq", "/workers", "/schedules"):
+    for page in (
+        "/",
+        "/jobs",
+        "/jobs?state=blocked",
+        "/jobs/a",
+        "/queues",
+        "/dlq",
+        "/workers",
+        "/schedules",
+    ):
         response = c.get(page)
         assert response.status_code == 200, page
         assert "queuectl" in response.text
@@ -186,7 +195,16 @@ def test_no_page_or_error_echoes_the_token(backend: Backend) -> None:
     c.get("/login?token=s3cret-t0ken")
     bodies = [
         c.get(page).text
-        for page in ("/", "/jobs", "/jobs/p", "/jobs/none", "/dlq", "/workers", "/metrics")
+        for page in (
+            "/",
+            "/jobs",
+            "/jobs/p",
+            "/jobs/none",
+            "/queues",
+            "/dlq",
+            "/workers",
+            "/metrics",
+        )
     ]
     bodies.append(c.post("/jobs/p/cancel", data={"csrf": "forged"}).text)
     bodies.append(client(backend, token="s3cret-t0ken").get("/").text)  # the 401 page
