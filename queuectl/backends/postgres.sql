@@ -83,7 +83,10 @@ SELECT name FROM queuectl_queues
 -- name: pick_limited
 -- Per limited queue, as many as its limits allow now: concurrency minus its running jobs,
 -- rate minus the attempts started within its period (statement_timestamp(), not now(): the
--- transaction may have waited for the lock above).
+-- transaction may have waited for the lock above). The period is looked back over with a
+-- guard of a tenth of it (at most 250 ms): a command starts some milliseconds after its claim, and
+-- by more or less from job to job, so two bursts claimed exactly a period apart could
+-- otherwise start inside one window as the commands see it (DECISIONS §23).
 SELECT c.id FROM (
   SELECT f.name,
          LEAST(coalesce(f.concurrency - (SELECT count(*) FROM queuectl_jobs r
@@ -92,7 +95,8 @@ SELECT c.id FROM (
                coalesce(f.rate_limit - (SELECT count(*) FROM queuectl_queue_starts t
                                          WHERE t.queue = f.name
                                            AND t.started_at > statement_timestamp()
-                                               - make_interval(secs => f.rate_period_s)),
+                                               - make_interval(secs => f.rate_period_s
+                                                   + least(0.25, 0.1 * f.rate_period_s))),
                         2147483647)) AS allowed
     FROM queuectl_queues f
    WHERE f.name = ANY(%(queues)s) AND NOT f.paused
@@ -114,7 +118,9 @@ SELECT c.id FROM (
 WITH gone AS (
   DELETE FROM queuectl_queue_starts t USING queuectl_queues f
    WHERE t.queue = f.name AND f.name = ANY(%(queues)s)
-     AND t.started_at <= statement_timestamp() - make_interval(secs => f.rate_period_s)
+     AND t.started_at <= statement_timestamp()
+                         - make_interval(secs => f.rate_period_s
+                                                 + least(0.25, 0.1 * f.rate_period_s))
 )
 INSERT INTO queuectl_queue_starts (queue, started_at)
 SELECT u.q, statement_timestamp()

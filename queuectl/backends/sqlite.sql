@@ -44,14 +44,16 @@ SELECT id, priority, run_at, seq FROM queuectl_jobs INDEXED BY queuectl_jobs_cla
 
 -- name: limited_allowance
 -- Per limited queue, how many attempts its limits allow to start now (the claim holds the
--- write lock: no other claim can change these counts before it commits).
+-- write lock: no other claim can change these counts before it commits). The period has
+-- the guard postgres.sql's pick_limited explains.
 SELECT f.name,
        min(coalesce(f.concurrency - (SELECT count(*) FROM queuectl_jobs r
                                       WHERE r.queue = f.name AND r.state = 'processing'),
                     2147483647),
            coalesce(f.rate_limit - (SELECT count(*) FROM queuectl_queue_starts t
                                      WHERE t.queue = f.name
-                                       AND t.started_at > :now - f.rate_period_s),
+                                       AND t.started_at > :now - f.rate_period_s
+                                           - min(0.25, 0.1 * f.rate_period_s)),
                     2147483647)) AS allowed
   FROM queuectl_queues f
  WHERE f.name IN (SELECT value FROM json_each(:queues)) AND NOT f.paused
@@ -68,7 +70,8 @@ SELECT id, priority, run_at, seq FROM queuectl_jobs INDEXED BY queuectl_jobs_cla
 -- name: trim_starts
 DELETE FROM queuectl_queue_starts
  WHERE queue = :queue
-   AND started_at <= :now - (SELECT rate_period_s FROM queuectl_queues WHERE name = :queue);
+   AND started_at <= :now - (SELECT rate_period_s + min(0.25, 0.1 * rate_period_s)
+                               FROM queuectl_queues WHERE name = :queue);
 
 -- name: log_start
 INSERT INTO queuectl_queue_starts (queue, started_at)

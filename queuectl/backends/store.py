@@ -245,7 +245,14 @@ class SqlBackend:
         # the limited queues' jobs in a second step, serialised per queue (the first one
         # passes them over): only when slots are left and this process serves such a queue
         if len(rows) < len(slot_ids) and (limited := self._limited_among(queues)):
-            rows += self._claim_limited(slot_ids[len(rows) :], limited, host, lease_ttl_s)
+            try:
+                rows += self._claim_limited(slot_ids[len(rows) :], limited, host, lease_ttl_s)
+            except errors.BackendError:
+                if not rows:
+                    raise
+                # the first step's jobs are claimed (committed): hand them out, or they
+                # would sit in processing until their leases expire; the next claim retries
+
         jobs = [self._job(r) for r in rows]
         order = {slot: i for i, slot in enumerate(slot_ids)}  # the i-th job to the i-th slot
         return sorted(jobs, key=lambda j: order[j.worker_id or ""])
