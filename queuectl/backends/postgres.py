@@ -35,6 +35,13 @@ _CLAIM = {
     bool(named): Q["claim"].replace("/* pick */", Q["pick_queues" if named else "pick_any"])
     for named in (0, 1)
 }
+# a worker serving every queue while some queue is paused or limited: per queue, over the
+# queues that have claimable jobs
+_UNNEST = "unnest(%(queues)s::text[])"
+assert _UNNEST in Q["pick_queues"]
+_CLAIM_ACTIVE = Q["claim"].replace(
+    "/* pick */", Q["pick_queues"].replace(_UNNEST, "(" + Q["active_queues"] + ")")
+)
 # the limited queues' claim: their own pick, the same update
 _CLAIM_LIMITED = Q["claim"].replace("/* pick */", Q["pick_limited"])
 _DONE_PAYLOAD = 7000  # bytes of job ids per NOTIFY (the server's limit is 8000)
@@ -126,9 +133,10 @@ class PostgresBackend(store.SqlBackend):
     # --- workers ---------------------------------------------------------------------------------
     def _claim(self, slots: Names, queues: Names, host: str, lease_s: float) -> list[Row]:
         params = _claim_params(slots, queues, host, lease_s)
+        sql = _CLAIM[bool(queues)] if queues or not self._any_flow else _CLAIM_ACTIVE
         # one statement, atomic by itself: no BEGIN and COMMIT (one round trip, not three)
         with self._pg.single() as s:
-            s.cur.execute(_CLAIM[bool(queues)], params)
+            s.cur.execute(sql, params)
             return s.cur.fetchall()
 
     def finish_many(self, items: Sequence[models.Finish]) -> list[bool]:

@@ -71,6 +71,20 @@ SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
  ORDER BY c.priority DESC, c.run_at, c.seq
  LIMIT %(limit)s
 
+-- name: active_queues
+-- The queues with claimable jobs, one index probe each (a skip scan of the per-queue claim
+-- index): a worker serving every queue claims per queue through these once some queue is
+-- paused or limited, instead of walking past that queue's backlog in the any-queue order.
+WITH RECURSIVE qs(name) AS (
+  (SELECT queue FROM queuectl_jobs WHERE state IN ('pending', 'failed') ORDER BY queue LIMIT 1)
+  UNION ALL
+  SELECT (SELECT j.queue FROM queuectl_jobs j
+           WHERE j.state IN ('pending', 'failed') AND j.queue > qs.name
+           ORDER BY j.queue LIMIT 1)
+    FROM qs WHERE qs.name IS NOT NULL
+)
+SELECT name FROM qs WHERE name IS NOT NULL
+
 -- name: lock_limited
 -- The limited claim's first statement: claimers of a limited queue take turns on its row, so
 -- that the count the next statement reads (a fresh snapshot) includes every claim before.

@@ -126,6 +126,18 @@ class SqliteBackend(store.SqlBackend):
 
     # --- workers ---------------------------------------------------------------------------------
     def _claim(self, slots: Names, queues: Names, host: str, lease_s: float) -> list[Row]:
+        if self._any_flow:
+            # Some queue is paused or limited: claim queue by queue, never through one of
+            # those (SQLite would walk its whole backlog to find that the filter in the pick
+            # rejects every row). Read now, not cached: what the claim below passes over.
+            with self._lite.use() as conn:
+                if queues:
+                    held = {r["name"] for r in conn.execute(Q["held_queues"]).fetchall()}
+                    queues = [q for q in queues if q not in held]
+                else:
+                    queues = [r["name"] for r in conn.execute(Q["active_queues"]).fetchall()]
+            if not queues:
+                return []
         pick, params = _pick(queues)
         if not self._peek(pick, params):
             return []  # nothing due: an idle poll never takes the write lock

@@ -42,6 +42,26 @@ SELECT id, priority, run_at, seq FROM queuectl_jobs INDEXED BY queuectl_jobs_cla
  ORDER BY priority DESC, run_at, seq
  LIMIT :limit
 
+-- name: active_queues
+-- The queues with claimable jobs, one index probe each (see postgres.sql).
+WITH RECURSIVE qs(name) AS (
+  SELECT (SELECT queue FROM queuectl_jobs INDEXED BY queuectl_jobs_claim_queue
+           WHERE state IN ('pending', 'failed') ORDER BY queue LIMIT 1)
+  UNION ALL
+  SELECT (SELECT j.queue FROM queuectl_jobs j INDEXED BY queuectl_jobs_claim_queue
+           WHERE j.state IN ('pending', 'failed') AND j.queue > qs.name
+           ORDER BY j.queue LIMIT 1)
+    FROM qs WHERE qs.name IS NOT NULL
+)
+SELECT name FROM qs WHERE name IS NOT NULL
+   AND name NOT IN (SELECT name FROM queuectl_queues
+                     WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL);
+
+-- name: held_queues
+-- Queues the first claim step must pass over (paused, or limited: the second step's).
+SELECT name FROM queuectl_queues
+ WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL;
+
 -- name: limited_allowance
 -- Per limited queue, how many attempts its limits allow to start now (the claim holds the
 -- write lock: no other claim can change these counts before it commits). The period has

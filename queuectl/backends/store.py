@@ -61,6 +61,9 @@ class SqlBackend:
         # the limited queues (concurrency or rate), as last read: the claim's second step
         # takes their jobs (refresh_flow); None until first read
         self._limited: frozenset[str] | None = None
+        # whether any queue is paused or limited: then a claim for every queue goes queue
+        # by queue (active_queues), not down the any-queue order past their backlogs
+        self._any_flow = False
 
     # --- what each dialect provides -------------------------------------------------------------
     def _insert(self, s: Session, specs: Sequence[models.JobSpec]) -> Enqueued:
@@ -281,6 +284,7 @@ class SqlBackend:
     def refresh_flow(self) -> list[models.QueueControl]:
         controls = self.queue_controls()
         self._limited = frozenset(q.name for q in controls if q.limited and not q.paused)
+        self._any_flow = bool(controls)
         return controls
 
     def queue_controls(self) -> list[models.QueueControl]:

@@ -327,3 +327,18 @@ def test_wait_returns_when_another_connection_finishes_the_job(db_url: str) -> N
         with pytest.raises(errors.WaitTimeout) as timed_out:
             q.wait([q.enqueue("true").id], timeout=0.3)
         assert timed_out.value.exit_code == 124
+
+
+def test_with_a_queue_held_claims_go_queue_by_queue_in_claim_order(q: Client) -> None:
+    q.enqueue_many([{"command": "true", "queue": "bulk"} for _ in range(50)])
+    q.pause_queues(["bulk"])
+    q.set_queue("api", concurrency=1)
+    q.enqueue("true", id="low", queue="a", priority=1)
+    q.enqueue("true", id="high", queue="b", priority=5)
+    q.enqueue("true", id="api1", queue="api")
+    q.enqueue("true", id="api2", queue="api")
+    # every queue: the active ones per queue, merged in priority order; one of the limited
+    assert [j.id for j in claim(q, 3)] == ["high", "low", "api1"]
+    q.enqueue("true", id="c1", queue="c")
+    assert [j.id for j in claim(q, 3, ("bulk", "c", "api"))] == ["c1"]  # api is at its limit
+    assert claim(q, 3, ("bulk",)) == []

@@ -48,6 +48,7 @@ SQLITE_ONLY = {
     "limited_allowance",
     "trim_starts",
     "log_start",
+    "held_queues",
 }
 # the modules that look names up, per dialect: its own and the shared one
 MODULES = {
