@@ -280,7 +280,15 @@ RETURNING id;
 -- name: retry_all_dead
 UPDATE queuectl_jobs
    SET state = 'pending', run_at = :now, updated_at = :now, attempts = 0, expires_at = NULL
- WHERE state = 'dead';
+ WHERE state = 'dead'
+   -- a unique key comes back once: not while an unfinished job holds it, and of several dead
+   -- jobs with one key only the newest (DESIGN §8: one unfinished holder per key)
+   AND (unique_key IS NULL
+        OR (NOT EXISTS (SELECT 1 FROM queuectl_jobs o
+                         WHERE o.unique_key = queuectl_jobs.unique_key
+                           AND o.state IN ('blocked', 'pending', 'processing', 'failed'))
+            AND seq = (SELECT max(d.seq) FROM queuectl_jobs d
+                        WHERE d.unique_key = queuectl_jobs.unique_key AND d.state = 'dead')));
 
 -- name: purge_dead
 DELETE FROM queuectl_jobs WHERE state = 'dead';

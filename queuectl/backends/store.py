@@ -216,10 +216,16 @@ class SqlBackend:
 
     def retry(self, job_ids: Sequence[str], *, dead_only: bool = False) -> list[models.Job]:
         allowed = frozenset({models.JobState.DEAD}) if dead_only else common.RETRYABLE_STATES
+        params = {"ids": self.c.param_ids(list(job_ids))}
         with self.c.transaction() as s:
-            for job in self._locked(s, job_ids):
+            # unique keys first (the order enqueue takes them in: no deadlock between the two)
+            keyed = {r["id"]: r["unique_key"] for r in s.all("jobs_by_ids", params)}
+            for key in sorted({k for k in keyed.values() if k is not None}):
+                s.one("unique_lock", {"key": key})
+            jobs = self._locked(s, job_ids)
+            for job in jobs:
                 common.check_transition(job, action="retry", allowed=allowed)
-            params = {"ids": self.c.param_ids(list(job_ids))}
+            self._check_keys_free(s, jobs)
             rows = s.all("retry", params)
             # a dependent waits again for its dependencies (DESIGN §8)
             if reblocked := {r["id"] for r in s.all("reblock", params)}:
@@ -227,6 +233,25 @@ class SqlBackend:
             self._notify(s, Counter(r["queue"] for r in rows if r["id"] not in reblocked))
         by_id = {r["id"]: self._job(r) for r in rows}
         return [by_id[i] for i in job_ids]
+
+    def _check_keys_free(self, s: Session, jobs: Sequence[models.Job]) -> None:
+        """A finished job retried must not become a second unfinished holder of its unique
+        key (DESIGN §8): InvalidTransition naming the holder."""
+        restarting = {j.id: j for j in jobs}  # an id named twice is one job
+        taken: dict[str, str] = {}
+        for job in restarting.values():
+            key = job.unique_key
+            if key is None or job.state in models.UNFINISHED_STATES:
+                continue  # a failed job holds its key already
+            row = s.one("find_unique", {"key": key, "window_s": None})
+            holder = row["id"] if row is not None and row["id"] not in restarting else None
+            holder = holder or taken.get(key)
+            if holder is not None:
+                raise errors.InvalidTransition(
+                    f"cannot retry job {job.id!r}: unfinished job {holder!r} holds its unique "
+                    f"key {key!r}"
+                )
+            taken[key] = job.id
 
     def retry_all_dead(self) -> int:
         with self.c.transaction() as s:

@@ -1,8 +1,14 @@
-"""Stateful model test: random job histories on both backends, checked against a model."""
+"""Stateful model test: random job histories on both backends, checked against a model.
+
+Besides a job's own life (DESIGN.md §2) the histories use flow control (§8): jobs `after`
+others (blocked, unblocked, cancelled with their dependencies, blocked again by a retry),
+unique keys, paused queues and concurrency limits."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import math
 import os
 import sqlite3
@@ -28,7 +34,16 @@ from hypothesis.stateful import (
 
 from queuectl import errors, models
 from queuectl.backends.base import Backend
-from tests.contract.model import CLAIMABLE, RETRYABLE, Finish, Model, ModelJob, Rejected
+from tests.contract.model import (
+    CLAIMABLE,
+    RETRYABLE,
+    EnqueuePlan,
+    Finish,
+    Line,
+    Model,
+    ModelJob,
+    Rejected,
+)
 
 S = models.JobState
 K = models.OutcomeKind
@@ -50,8 +65,13 @@ BACKOFF_MAX = 3600.0
 DEFAULT_MAX_RETRIES = 3
 EPS = 1e-3  # slack for µs rounding when a stored time is checked against its window
 MISSING = "no-such-job"
-MAX_JOBS = 10  # enough to fill claims; few enough that steps go into each job's life
-EXAMPLES = 60
+MAX_JOBS = 12  # enough to fill claims and chain a few; few enough to go into each job's life
+# flow control: a small pool of unique keys (so that they clash), a window longer than any
+# example (so that it counts every finished job with the key), concurrency limits
+UNIQUE_KEYS = ("k1", "k2")
+UNIQUE_FOR_S = 3600.0
+LIMITS = (None, 0, 1, 2)
+EXAMPLES = 200
 STEPS = 50
 # MODEL_TEST_EXAMPLES=2000: a long random search instead of the suite's fixed histories
 SEARCH_ENV = "MODEL_TEST_EXAMPLES"
@@ -60,6 +80,7 @@ REJECTIONS: dict[str, type[errors.QueuectlError]] = {
     "not_found": errors.JobNotFound,
     "invalid_transition": errors.InvalidTransition,
     "duplicate": errors.DuplicateJob,
+    "usage": errors.UsageError,
 }
 T = TypeVar("T")
 
@@ -80,8 +101,11 @@ class Harness:
 
     def reset(self) -> None:
         # plain DELETEs on a connection of its own: the Backend has no "delete everything"
-        # (purge_queue keeps running jobs), and settings stay as __init__ set them
-        statements = [f"DELETE FROM queuectl_{t}" for t in ("runs", "jobs", "workers")]
+        # (purge_queue keeps running jobs), and settings stay as __init__ set them. The
+        # dependency edges go first: this SQLite connection does not enforce foreign keys,
+        # so deleting the jobs would not cascade to them.
+        tables = ("deps", "runs", "jobs", "workers", "queues", "queue_starts")
+        statements = [f"DELETE FROM queuectl_{t}" for t in tables]
         if self.url.startswith("sqlite:"):
             conn = sqlite3.connect(self.url.removeprefix("sqlite:///"))
             try:
@@ -90,13 +114,14 @@ class Harness:
                         conn.execute(sql)
             finally:
                 conn.close()
-            return
-        if self._pg is None:
-            import psycopg
+        else:
+            if self._pg is None:
+                import psycopg
 
-            self._pg = psycopg.connect(self.url, autocommit=True)
-        for sql in statements:
-            self._pg.execute(sql.encode())
+                self._pg = psycopg.connect(self.url, autocommit=True)
+            for sql in statements:
+                self._pg.execute(sql.encode())
+        self.backend.refresh_flow()  # the backend's cache of the limited queues
 
     def close(self) -> None:
         if self._pg is not None:
@@ -105,11 +130,15 @@ class Harness:
 
 @dataclass(frozen=True)
 class SpecChoice:
-    given_id: bool
+    given_id: str  # "no" (generated), "fresh", "purged" (the id of a purged job, if any)
     queue: str
     priority: int
     max_retries: int | None
     delay: str  # "now" (unset), "past", "soon", "later"
+    after: int  # at most this many dependencies, drawn from the known jobs and earlier lines
+    bad_after: str | None  # "missing", "self", "later": one dependency that must be refused
+    unique_key: str | None
+    unique_for: float | None
 
 
 @dataclass(frozen=True)
@@ -122,12 +151,16 @@ class FinishChoice:
 
 specs = st.builds(
     SpecChoice,
-    given_id=st.booleans(),
+    given_id=st.sampled_from(["no", "no", "fresh", "fresh", "purged"]),
     queue=st.sampled_from(QUEUES),
     priority=st.integers(-1, 2),
     # mostly small budgets, so histories reach the DLQ (and come back) within a few steps
     max_retries=st.sampled_from([None, 0, 0, 1, 1, 2, 3]),
     delay=st.sampled_from(["now", "now", "past", "soon", "later"]),
+    after=st.sampled_from([0, 0, 0, 0, 0, 1, 1, 2, 3]),
+    bad_after=st.sampled_from([*[None] * 16, "missing", "self", "later"]),
+    unique_key=st.sampled_from([None, None, None, *UNIQUE_KEYS]),
+    unique_for=st.sampled_from([None, None, UNIQUE_FOR_S]),
 )
 finishes = st.builds(
     FinishChoice,
@@ -232,7 +265,8 @@ class JobMachine(RuleBasedStateMachine):
             retry_in = None if f.retry_in is None else timedelta(seconds=f.retry_in)
             one, window = self.timed(lambda: self.db.finish(lease, outcome, retry_in))
             applied = [one]
-        # the batch means the same as these finishes one after the other
+        # the batch means the same as these finishes one after the other, and then what
+        # the ended jobs set off (their dependents), once for the batch
         expected = []
         for lease, _, f in plans:
             current = self.model.lease_is_current(lease.id, lease.lease_token)
@@ -244,11 +278,19 @@ class JobMachine(RuleBasedStateMachine):
             else:
                 self.h.events["stale_finish_refused"] += 1
         assert applied == expected
+        ended = [lease.id for lease, ok in zip((p[0] for p in plans), applied, strict=True) if ok]
+        self.settled(self.model.settle(ended, window=window))
+
+    def settled(self, moved: list[str]) -> None:
+        for job_id in moved:
+            job = self.model.jobs[job_id]
+            self.h.events["unblocked" if job.state is S.PENDING else "dependency_cancelled"] += 1
 
     # --- rules ------------------------------------------------------------------------------
-    @initialize(target=job_ids, choices=st.lists(specs, min_size=2, max_size=6))
-    def seed(self, choices: list[SpecChoice]) -> Any:
-        return self.do_enqueue(choices)
+    @initialize(target=job_ids, choices=st.lists(specs, min_size=2, max_size=6), data=st.data())
+    def seed(self, choices: list[SpecChoice], data: st.DataObject) -> Any:
+        # every example starts with jobs: no dependency here that must be refused
+        return self.do_enqueue([dataclasses.replace(c, bad_after=None) for c in choices], data)
 
     @precondition(lambda self: len(self.model.jobs) < MAX_JOBS)
     @rule(
@@ -261,47 +303,111 @@ class JobMachine(RuleBasedStateMachine):
         if duplicate is not None and self.model.jobs:
             self.enqueue_duplicate(data, within_batch=duplicate == "twice")
             return multiple()
-        return self.do_enqueue(choices)
+        return self.do_enqueue(choices, data)
 
-    def do_enqueue(self, choices: list[SpecChoice]) -> Any:
-        now = time.time()
-        given: list[models.JobSpec] = []
+    def line_ids(self, choices: list[SpecChoice], data: st.DataObject) -> list[str | None]:
+        ids: list[str | None] = []
         for c in choices:
+            self.named += 1
+            job_id = None if c.given_id == "no" else f"j{self.named}"
+            if c.given_id == "purged" and (free := sorted(self.model.purged - set(ids))):
+                job_id = data.draw(st.sampled_from(free), label="purged id")
+            ids.append(job_id)
+        return ids
+
+    def line_after(
+        self, choices: list[SpecChoice], ids: list[str | None], data: st.DataObject
+    ) -> list[tuple[str, ...]]:
+        """Each line's dependencies: known jobs (some maybe purged since) and earlier lines;
+        now and then one that must be refused (unknown, itself, a later line)."""
+        out: list[tuple[str, ...]] = []
+        for i, c in enumerate(choices):
+            known = sorted(self.model.jobs) + [j for j in ids[:i] if j is not None]
+            after: list[str] = []
+            if c.after and known:
+                after = data.draw(
+                    st.lists(st.sampled_from(known), min_size=1, max_size=c.after, unique=True),
+                    label="after",
+                )
+            later = [j for j in ids[i + 1 :] if j is not None]
+            if c.bad_after == "missing":
+                after.append(min(self.model.purged, default=MISSING))
+            elif c.bad_after == "self" and ids[i] is not None:
+                after.append(ids[i] or "")
+            elif c.bad_after == "later" and later:
+                after.append(later[0])
+            out.append(tuple(after))
+        return out
+
+    def do_enqueue(self, choices: list[SpecChoice], data: st.DataObject) -> Any:
+        now = time.time()
+        ids = self.line_ids(choices, data)
+        afters = self.line_after(choices, ids, data)
+        given: list[models.JobSpec] = []
+        lines: list[Line] = []
+        for n, (c, job_id, after) in enumerate(zip(choices, ids, afters, strict=True)):
             run_at = {
                 "now": None,
                 "past": now - 10,
                 "soon": now + SOON_S,
                 "later": now + LATER_S,
             }[c.delay]
-            self.named += 1
-            given.append(
-                models.JobSpec(
-                    command=f"echo {self.named}",
-                    id=f"j{self.named}" if c.given_id else None,
-                    queue=c.queue,
-                    priority=c.priority,
-                    run_at=None if run_at is None else datetime.fromtimestamp(run_at, UTC),
-                    max_retries=c.max_retries,
+            spec = models.JobSpec(
+                command=f"echo {self.named}.{n}",
+                id=job_id,
+                queue=c.queue,
+                priority=c.priority,
+                run_at=None if run_at is None else datetime.fromtimestamp(run_at, UTC),
+                max_retries=c.max_retries,
+                after=after,
+                unique_key=c.unique_key,
+                unique_for_s=c.unique_for if c.unique_key else None,
+            )
+            given.append(spec)
+            retries = DEFAULT_MAX_RETRIES if c.max_retries is None else c.max_retries
+            lines.append(
+                Line(
+                    job_id,
+                    c.queue,
+                    c.priority,
+                    retries,
+                    None if spec.run_at is None else ts(spec.run_at),
+                    after,
+                    spec.unique_key,
+                    spec.unique_for_s,
                 )
             )
+        try:
+            plan = self.model.plan_enqueue(lines)
+        except Rejected as exc:
+            self.expect_rejection(exc.kind, lambda: self.db.enqueue(given))
+            return multiple()
         jobs, window = self.timed(lambda: self.db.enqueue(given))
-        assert len(jobs) == len(given)
-        for spec, job in zip(given, jobs, strict=True):
-            if spec.id is not None:
-                assert job.id == spec.id
+        self.check_enqueued(plan, jobs)
+        inserted = [jobs[i].id for i in plan.insert]
+        expected = self.model.enqueue(plan, inserted, window=window)
+        assert [j.id for j in jobs] == expected
+        for job in jobs:
+            assert job.state is self.model.jobs[job.id].state
+        self.h.events["enqueued"] += len(inserted)
+        self.h.events["unique_conflict"] += len(plan.holders)
+        for i in plan.insert:
+            self.h.events[f"enqueued_{plan.states[i][0]}"] += 1
+        return multiple(*inserted)
+
+    def check_enqueued(self, plan: EnqueuePlan, jobs: list[models.Job]) -> None:
+        assert len(jobs) == len(plan.lines)
+        for i, (line, job) in enumerate(zip(plan.lines, jobs, strict=True)):
+            assert job.conflict is (i in plan.holders), f"line {i}: conflict {job.conflict}"
+            if i in plan.holders:
+                continue  # the job that holds the key, as it is now (checked by the caller)
+            if line.id is not None:
+                assert job.id == line.id
             assert job.id not in self.model.jobs
-            assert (job.state, job.attempts, job.lease_token, job.run_count) == (S.PENDING, 0, 0, 0)
-            retries = DEFAULT_MAX_RETRIES if spec.max_retries is None else spec.max_retries
-            self.model.enqueue(
-                job.id,
-                queue=spec.queue,
-                priority=spec.priority,
-                max_retries=retries,
-                run_at=None if spec.run_at is None else ts(spec.run_at),
-                window=window,
-            )
-        self.h.events["enqueued"] += len(jobs)
-        return multiple(*(j.id for j in jobs))
+            state, error = plan.states[i]
+            got = (job.state, job.last_error, job.attempts, job.lease_token, job.run_count)
+            assert got == (state, error, 0, 0, 0)
+            assert job.unique_key == line.unique_key
 
     def enqueue_duplicate(self, data: st.DataObject, within_batch: bool) -> None:
         """A batch with one taken id (or the same id twice) is rejected as a whole."""
@@ -331,8 +437,10 @@ class JobMachine(RuleBasedStateMachine):
             j.id for j in self.model.in_state(*CLAIMABLE) if start - EPS < j.run_at <= end + EPS
         ]
         assert not unsure, f"run_at too close to the claim to predict it: {unsure}"
-        expected = self.model.claim_order(queues, now=start)[:slots]
+        expected = self.model.claim_order(queues, slots, now=start)
         assert [j.id for j in claimed] == [j.id for j in expected]
+        for job in claimed:
+            assert not self.model.paused(job.queue), f"{job.id}: claimed from a paused queue"
         for slot, job, before in zip(slot_ids, claimed, expected, strict=False):
             assert job.id not in self.model.ever_completed  # a completed job never runs again
             assert job.worker_id == slot  # the i-th job in claim order goes to slot i
@@ -341,6 +449,15 @@ class JobMachine(RuleBasedStateMachine):
             assert job.lease_token == before.token + 1
             self.model.claim(before, slot, lease_deadline=end + ttl if ttl < 1 else math.inf)
             self.current[job.id] = job
+        for queue in {j.queue for j in claimed}:
+            limit = self.model.limit(queue)
+            if limit is not None:  # a claim never takes a limited queue over its limit
+                assert self.model.running(queue) <= limit, f"{queue}: over its limit {limit}"
+                self.h.events["claimed_limited"] += 1
+        # due jobs the claim had to pass over, their queue being paused
+        due = {j.queue for j in self.model.in_state(*CLAIMABLE) if j.run_at <= start}
+        wanted = due if not queues else due & queues
+        self.h.events["claim_passed_paused"] += any(self.model.paused(q) for q in wanted)
         self.h.events["claimed"] += len(claimed)
         self.h.events["claim_empty" if not claimed else "claim_some"] += 1
         return multiple(*claimed)
@@ -414,17 +531,25 @@ class JobMachine(RuleBasedStateMachine):
         for job in expected:
             self.model.recover(job.id, window=window)
             self.current.pop(job.id, None)
+        self.settled(self.model.settle([j.id for j in expected], window=window))
         self.h.events["recovered"] += len(expected)
 
-    @rule(job_id=st.one_of(job_ids, st.just(MISSING)), running=st.booleans(), data=st.data())
-    def cancel(self, job_id: str, running: bool, data: st.DataObject) -> None:
+    @rule(
+        job_id=st.one_of(job_ids, st.just(MISSING)),
+        which=st.sampled_from(["any", "running", "blocked"]),
+        data=st.data(),
+    )
+    def cancel(self, job_id: str, which: str, data: st.DataObject) -> None:
         """`cancel` of any job (or of none); of a running one, only a request its worker
-        hears of by heartbeat."""
-        if running and self.current:
+        hears of by heartbeat; of a blocked one (it and its dependents end cancelled)."""
+        if which == "running" and self.current:
             job_id = data.draw(st.sampled_from(sorted(self.current)), label="running job")
+        elif which == "blocked" and (blocked := self.model.in_state(S.BLOCKED)):
+            job_id = data.draw(st.sampled_from([j.id for j in blocked]), label="blocked job")
         self.do_cancel(job_id)
 
     def do_cancel(self, job_id: str) -> None:
+        blocked = {j.id for j in self.model.in_state(S.BLOCKED)}
         try:
             expected = self.model.cancel(job_id)
         except Rejected as exc:
@@ -433,40 +558,61 @@ class JobMachine(RuleBasedStateMachine):
         job = self.db.cancel(job_id)
         assert (job.state, job.cancel_requested) == (expected.state, expected.cancel_requested)
         self.h.events["cancel_requested" if job.state is S.PROCESSING else "cancelled"] += 1
+        self.h.events["cancelled_blocked"] += job_id in blocked
+        cascade = blocked - {job_id} - {j.id for j in self.model.in_state(S.BLOCKED)}
+        self.h.events["dependency_cancelled"] += len(cascade)
 
     @rule(
         ids=st.lists(job_ids, min_size=1, max_size=3).flatmap(
             lambda ids: st.sampled_from([ids, ids, ids, [*ids, MISSING]])
         ),
         dead_only=st.booleans(),
-        retryable=st.sampled_from([True, True, False]),
+        retryable=st.sampled_from(["yes", "yes", "dependent", "any"]),
         data=st.data(),
     )
-    def retry(self, ids: list[str], dead_only: bool, retryable: bool, data: st.DataObject) -> None:
+    def retry(self, ids: list[str], dead_only: bool, retryable: str, data: st.DataObject) -> None:
         """`retry ID…` / `dlq retry ID…` (dead_only): of any jobs, or of one that may be
-        retried (so that most of these succeed)."""
-        if retryable and self.model.in_state(*RETRYABLE):
+        retried (so that most of these succeed), or of a dependent its dependency cancelled
+        (blocked again, unless that dependency came back and completed meanwhile)."""
+        dependents = [
+            j.id
+            for j in self.model.in_state(S.CANCELLED)
+            if (j.last_error or "").startswith("dependency ")
+        ]
+        if retryable == "dependent" and dependents:
+            ids, dead_only = [data.draw(st.sampled_from(dependents), label="dependent")], False
+        elif retryable != "any" and self.model.in_state(*RETRYABLE):
             states = (S.DEAD,) if dead_only and self.model.in_state(S.DEAD) else RETRYABLE
             ids = [data.draw(st.sampled_from([j.id for j in self.model.in_state(*states)]))]
         self.do_retry(ids, dead_only)
 
     def do_retry(self, ids: list[str], dead_only: bool) -> None:
         before = {i: (j.state, j.attempts) for i, j in self.model.jobs.items()}
-        start = time.time()
         try:
-            # the window ends after the call; the model only needs its start to decide
-            expected = self.model.retry(ids, dead_only=dead_only, window=(start, math.inf))
+            self.model.check_retry(ids, dead_only=dead_only)
         except Rejected as exc:
             self.expect_rejection(exc.kind, lambda: self.db.retry(ids, dead_only=dead_only))
             return
+        if self.model.unique_clash(ids):
+            # a second unfinished holder of a unique key: refused, nothing changes
+            self.expect_rejection(
+                "invalid_transition", lambda: self.db.retry(ids, dead_only=dead_only)
+            )
+            self.h.events["retry_refused_unique_clash"] += 1
+            return
+        start = time.time()
+        # the window ends after the call; the model only needs its start to decide
+        expected = self.model.retry(ids, dead_only=dead_only, window=(start, math.inf))
         jobs = self.db.retry(ids, dead_only=dead_only)
         end = time.time()
         for job, model_job in zip(jobs, expected, strict=True):
             model_job.set_run_at(start, end)
-            assert job.id == model_job.id and job.state is S.PENDING
+            # pending, or blocked again on a dependency that has not completed
+            assert job.id == model_job.id and job.state is model_job.state
             assert job.attempts == model_job.attempts
             state, attempts = before[job.id]
             self.h.events[f"retried_{state}"] += 1
+            self.h.events["reblocked"] += job.state is S.BLOCKED
             if state is not S.FAILED:
                 assert job.attempts == 0, "a new life starts with the whole retry budget"
             else:
@@ -476,15 +622,48 @@ class JobMachine(RuleBasedStateMachine):
     @rule(purge=st.sampled_from([False, False, False, True]))
     def dlq_all(self, purge: bool) -> None:
         """`dlq retry --all` or `dlq purge`, of a DLQ that holds something."""
+        dead = self.model.in_state(S.DEAD)
         if purge:
-            for job in self.model.in_state(S.DEAD):
+            for job in dead:
                 self.check_runs(job)  # their last chance: the purge deletes the attempts too
+                self.max_token.pop(job.id)  # its id is free: a new job may take it
+            stranded = len(self.model.stranded)
             assert self.db.purge_dead() == self.model.purge_dead()
             self.h.events["purged"] += 1
+            self.h.events["stranded_by_purge"] += len(self.model.stranded) - stranded
             return
         count, window = self.timed(self.db.retry_all_dead)
         assert count == self.model.retry_all_dead(window=window)
         self.h.events["dlq_retry_all"] += count
+
+    @rule(
+        queue=st.sampled_from(QUEUES),
+        change=st.sampled_from(["pause", "resume", "resume", "limit", "limit"]),
+        limit=st.sampled_from(LIMITS),
+    )
+    def set_queue(self, queue: str, change: str, limit: int | None) -> None:
+        """`queue pause` / `queue resume` (idempotent; of a queue with no jobs too), `queue
+        set Q --concurrency N` (None: `none`, no limit). Resumes outnumber pauses, so that
+        queues are not paused most of the time."""
+        if change == "limit":
+            control = self.db.set_queue(queue, concurrency=limit)
+            setting = self.model.set_limit(queue, limit)
+            self.h.events["limit_set" if limit is not None else "limit_cleared"] += 1
+        else:
+            control = self.db.set_queue(queue, paused=change == "pause")
+            setting = self.model.pause(queue, change == "pause")
+            self.h.events[change] += 1
+        assert control.name == queue
+        assert (control.paused, control.concurrency) == (setting.paused, setting.concurrency)
+
+    @precondition(lambda self: bool(self.model.in_state(S.BLOCKED)))
+    @rule()
+    def sweep_blocked(self) -> None:
+        """The orchestrator's sweep behind the prompt paths: blocked jobs whose dependencies
+        all ended (a retried dependent of a dead job, one a purge left waiting on nothing)."""
+        moved, window = self.timed(self.db.settle_blocked)
+        assert moved == self.model.settle_blocked(window=window)
+        self.h.events["swept"] += moved
 
     # --- invariants -------------------------------------------------------------------------
     @invariant()
@@ -513,6 +692,7 @@ class JobMachine(RuleBasedStateMachine):
                 job.cancel_requested,
                 job.last_error,
                 job.exit_code,
+                job.unique_key,
             )
             want = (
                 expect.state,
@@ -525,6 +705,7 @@ class JobMachine(RuleBasedStateMachine):
                 expect.cancel_requested,
                 expect.last_error,
                 expect.exit_code,
+                expect.unique_key,
             )
             assert got == want, f"{job.id}: database {got} != model {want}"
             assert job.attempts <= job.max_retries + 1
@@ -542,9 +723,35 @@ class JobMachine(RuleBasedStateMachine):
         stats = self.db.stats(lease_ttl_s=30)
         assert stats.by_state == model.counts()
         assert stats.by_queue == model.counts_by_queue()
+        self.check_flow(rows)
         # the attempts are compared at the end of the example (and before a purge): a run
         # row is written once its attempt ends and never again, so nothing wrong in one can
         # go unnoticed, and Postgres is spared a query per job and step
+
+    def check_flow(self, rows: list[models.Job]) -> None:
+        """DESIGN §8's rules, on the database's rows (equal to the model's by now)."""
+        model = self.model
+        for job in rows:
+            if job.state is not S.BLOCKED:
+                continue
+            after = {d.id: d.state for d in self.db.dependencies(job.id) if d.side == "after"}
+            assert set(after) == model.jobs[job.id].after, f"{job.id}: dependencies differ"
+            # blocked while some dependency has not completed; else only when a purge took
+            # that dependency away (the sweep lets it go then)
+            assert any(state != S.COMPLETED for state in after.values()) or (
+                job.id in model.stranded
+            ), f"{job.id}: blocked, its dependencies {after} all completed"
+        holders = collections.Counter(
+            j.unique_key for j in rows if j.unique_key and j.state in models.UNFINISHED_STATES
+        )
+        assert all(n == 1 for n in holders.values()), f"a unique key held twice: {holders}"
+        running = collections.Counter(j.queue for j in rows if j.state is S.PROCESSING)
+        for queue in QUEUES:
+            limit = model.limit(queue)
+            if limit is None or running[queue] <= limit:
+                model.over_limit.discard(queue)
+            else:  # only when the limit was set below what already ran
+                assert queue in model.over_limit, f"{queue}: {running[queue]} > limit {limit}"
 
     def pin_run_at(self, expect: ModelJob, job: models.Job) -> None:
         stored = ts(job.run_at)
@@ -575,6 +782,14 @@ class JobMachine(RuleBasedStateMachine):
         were compared after every step)."""
         for job in self.model.jobs.values():
             self.check_runs(job)
+            edges = sorted(
+                [("after", d, self.model.jobs[d].state) for d in job.after]
+                + [("dependent", d.id, d.state) for d in self.model.dependents(job.id)]
+            )
+            got = sorted((d.side, d.id, d.state) for d in self.db.dependencies(job.id))
+            assert got == edges, f"{job.id}: dependencies differ"
+        controls = {q.name: (q.paused, q.concurrency) for q in self.db.queue_controls()}
+        assert controls == {n: (q.paused, q.concurrency) for n, q in self.model.queues.items()}
         seen: list[str] = []
         for state in S:
             listed = self.db.list_jobs(state=state, limit=100_000)
@@ -631,6 +846,15 @@ def test_backend_follows_the_model(harness: Harness) -> None:
         "recoveries": events["recovered"],
         "cancels of running jobs": events["cancel_requested"],
         "dead jobs brought back": events["retried_dead"] + events["dlq_retry_all"],
+        "jobs blocked at enqueue": events["enqueued_blocked"],
+        "jobs cancelled at enqueue": events["enqueued_cancelled"],
+        "unblocked": events["unblocked"],
+        "cancelled with a dependency": events["dependency_cancelled"],
+        "blocked again by a retry": events["reblocked"],
+        "blocked jobs settled by the sweep": events["swept"],
+        "unique key conflicts": events["unique_conflict"],
+        "claims passing a paused queue over": events["claim_passed_paused"],
+        "claims from a limited queue": events["claimed_limited"],
     }
     if not search:
         assert all(covered.values()), covered
@@ -712,3 +936,21 @@ def test_finish_many_with_a_job_twice_applies_like_one_finish_after_the_other(
         True,
     ]
     assert [r.outcome for r in backend.runs("b")] == ["lost", "succeeded"]
+
+
+@pytest.mark.parametrize("how", ["retry", "dlq_retry_all"])
+def test_a_retry_keeps_one_unfinished_job_per_unique_key(backend: Backend, how: str) -> None:
+    """DESIGN §8: at most one unfinished job holds a key, whatever made it unfinished."""
+    backend.enqueue([models.JobSpec("false", id="a", unique_key="K", max_retries=0)])
+    (a,) = _claim(backend)
+    assert backend.finish(a, _failed(), None)  # dead: the key is free
+    (b,) = backend.enqueue([models.JobSpec("true", id="b", unique_key="K")])
+    assert (b.id, b.state, b.conflict) == ("b", S.PENDING, False)
+    # refused, or brought back some other way: the fix's choice
+    with contextlib.suppress(errors.QueuectlError):
+        if how == "retry":
+            backend.retry(["a"])
+        else:
+            backend.retry_all_dead()
+    holders = [j.id for j in backend.list_jobs() if j.state in models.UNFINISHED_STATES]
+    assert holders == ["b"], f"key K held by {holders}"
