@@ -567,24 +567,28 @@ UPDATE queuectl_jobs j
   FROM (SELECT DISTINCT ON (d.job_id) d.job_id, d.depends_on AS dep, u.state AS dep_state
           FROM queuectl_deps d
           JOIN unnest(%(ids)s::text[], %(states)s::text[]) AS u(id, state) ON u.id = d.depends_on
-         ORDER BY d.job_id, d.depends_on) AS x
+         ORDER BY d.job_id, d.depends_on COLLATE "C") AS x
  WHERE j.id = x.job_id AND j.state = 'blocked'
 RETURNING j.id, j.queue, j.state, j.has_dependents, j.watched;
 
 -- name: blocked_settled
 -- The sweep behind the prompt paths (a worker killed between a finish and its follow-up, a
 -- dependency purged): blocked jobs whose dependencies are all completed (or gone), and
--- blocked jobs with a dependency that ended dead or cancelled.
+-- blocked jobs with a dependency that ended dead or cancelled after the job was last
+-- changed (a cascade missed). A dependent retried after its dependency died was blocked
+-- again on purpose: it waits for that dependency to be retried, and is left alone here.
 SELECT j.id,
        (SELECT p.id || ' ' || p.state FROM queuectl_deps d
           JOIN queuectl_jobs p ON p.id = d.depends_on
          WHERE d.job_id = j.id AND p.state IN ('dead', 'cancelled')
-         ORDER BY p.id LIMIT 1) AS ended
+           AND p.finished_at >= j.updated_at
+         ORDER BY p.id COLLATE "C" LIMIT 1) AS ended
   FROM queuectl_jobs j
  WHERE j.state = 'blocked'
    AND NOT EXISTS (SELECT 1 FROM queuectl_deps d JOIN queuectl_jobs p ON p.id = d.depends_on
                     WHERE d.job_id = j.id
-                      AND p.state NOT IN ('completed', 'dead', 'cancelled'))
+                      AND (p.state NOT IN ('completed', 'dead', 'cancelled')
+                           OR (p.state <> 'completed' AND p.finished_at < j.updated_at)))
  LIMIT 1000;
 
 -- name: unblock_ids

@@ -464,16 +464,19 @@ UPDATE queuectl_jobs
 RETURNING id, queue, state, has_dependents, watched;
 
 -- name: blocked_settled
+-- (postgres.sql says why a dependency that died before the job was last changed is left.)
 SELECT j.id,
        (SELECT p.id || ' ' || p.state FROM queuectl_deps d
           JOIN queuectl_jobs p ON p.id = d.depends_on
          WHERE d.job_id = j.id AND p.state IN ('dead', 'cancelled')
+           AND p.finished_at >= j.updated_at
          ORDER BY p.id LIMIT 1) AS ended
   FROM queuectl_jobs j
  WHERE j.state = 'blocked'
    AND NOT EXISTS (SELECT 1 FROM queuectl_deps d JOIN queuectl_jobs p ON p.id = d.depends_on
                     WHERE d.job_id = j.id
-                      AND p.state NOT IN ('completed', 'dead', 'cancelled'))
+                      AND (p.state NOT IN ('completed', 'dead', 'cancelled')
+                           OR (p.state <> 'completed' AND p.finished_at < j.updated_at)))
  LIMIT 1000;
 
 -- name: unblock_ids

@@ -409,25 +409,16 @@ class Model:
         return moved
 
     def settle_blocked(self, *, window: tuple[float, float]) -> int:
-        """The sweep (Backend.settle_blocked): a blocked job whose dependencies all ended
-        (or were purged) is pending when they all completed, else cancelled, naming the first
-        (by id) that ended dead or cancelled; with its own dependents. How many it moved
-        (not counting those dependents)."""
-        settled = [
-            j
-            for j in self.in_state(S.BLOCKED)
-            if all(self.jobs[d].state in (S.COMPLETED, *ENDED_BADLY) for d in j.after)
-        ]
-        cancelled: dict[str, JobState] = {}
+        """The sweep (Backend.settle_blocked): a blocked job whose dependencies all completed
+        (or were purged) is pending. It also cancels a blocked job whose dependency died
+        after the job last changed (a cascade a crash lost), which never happens here: every
+        cascade runs with its finish, so a blocked job with a dead or cancelled dependency
+        was blocked again by a retry on purpose, and waits for that dependency's retry. How
+        many it moved."""
+        settled = [j for j in self.in_state(S.BLOCKED) if self.blocked_for_nothing(j)]
         for job in settled:
-            if bad := sorted(d for d in job.after if self.jobs[d].state in ENDED_BADLY):
-                job.state = S.CANCELLED
-                job.last_error = f"dependency {bad[0]} {self.jobs[bad[0]].state}"
-                cancelled[job.id] = job.state
-            else:
-                job.state = S.PENDING
-                job.not_before(window)
-        self._cancel_dependents(cancelled)
+            job.state = S.PENDING
+            job.not_before(window)
         return len(settled)
 
     # --- users ----------------------------------------------------------------------------------

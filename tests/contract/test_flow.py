@@ -142,14 +142,16 @@ def test_the_settle_sweep_unblocks_when_a_dependency_was_purged(q: Client) -> No
     q.enqueue("true", id="a")
     q.enqueue("true", id="b", after=["a"])
     q.cancel("a")
-    q.retry("b")  # blocked on a, which is cancelled
-    assert state(q, "b") == "blocked"
-    assert q.backend.settle_blocked() == 1  # a ended cancelled: b is cancelled
-    assert q.get("b").last_error == "dependency a cancelled"
+    q.retry("b")  # blocked again on a, which is cancelled: on purpose, so the sweep
+    assert state(q, "b") == "blocked"  # leaves it to wait for a's retry
+    assert q.backend.settle_blocked() == 0
+    q.retry("a")
+    finish(q, claim(q)[0])
+    assert state(q, "b") == "pending"
     # a purged dependency holds nothing back
-    q.enqueue("false", id="d", max_retries=0)
+    q.enqueue("false", id="d", max_retries=0, queue="other")
     q.enqueue("true", id="e", after=["d"])
-    (d,) = claim(q)
+    (d,) = claim(q, 1, ("other",))
     finish(q, d, models.OutcomeKind.FAILED)
     q.retry("e")
     assert state(q, "e") == "blocked"
@@ -342,3 +344,18 @@ def test_with_a_queue_held_claims_go_queue_by_queue_in_claim_order(q: Client) ->
     q.enqueue("true", id="c1", queue="c")
     assert [j.id for j in claim(q, 3, ("bulk", "c", "api"))] == ["c1"]  # api is at its limit
     assert claim(q, 3, ("bulk",)) == []
+
+
+def test_the_settle_sweep_finishes_a_cascade_a_crash_lost(q: Client) -> None:
+    """A dependency that died after its dependent last changed, with no follow-up (the
+    worker was killed between the two transactions): the sweep cancels the dependent."""
+    q.enqueue("true", id="a")
+    q.enqueue("true", id="b", after=["a"])
+    q.enqueue("true", id="c", after=["b"])
+    # a's end written alone, as a crash between the finish and its follow-up leaves it
+    with q.backend.c.transaction() as s:  # type: ignore[attr-defined]
+        s.run("cancel_now", {"ids": q.backend.c.param_ids(["a"])})  # type: ignore[attr-defined]
+    assert state(q, "b") == "blocked"
+    assert q.backend.settle_blocked() == 1  # b (c follows in b's cascade)
+    assert q.get("b").last_error == "dependency a cancelled"
+    assert q.get("c").last_error == "dependency b cancelled"

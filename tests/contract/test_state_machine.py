@@ -851,7 +851,9 @@ def test_backend_follows_the_model(harness: Harness) -> None:
         "unblocked": events["unblocked"],
         "cancelled with a dependency": events["dependency_cancelled"],
         "blocked again by a retry": events["reblocked"],
-        "blocked jobs settled by the sweep": events["swept"],
+        # the sweep moves a job here only after a purge stranded it (every cascade runs
+        # with its finish in the model): rare in these histories, so tests/contract/
+        # test_flow.py covers the sweep on its own
         "unique key conflicts": events["unique_conflict"],
         "claims passing a paused queue over": events["claim_passed_paused"],
         "claims from a limited queue": events["claimed_limited"],
