@@ -390,17 +390,18 @@ class Client:
         priority: int | None = None,
         timeout: Duration | None = None,
         max_retries: int | None = None,
+        tz: str | None = None,
     ) -> models.Schedule:
         """A recurring job: `command` (or a JobSpec's command, queue, priority, timeout and
-        max_retries) enqueued once per slot of a 5-field cron expression (UTC).
-        DuplicateSchedule when the name is taken."""
+        max_retries) enqueued once per slot of a 5-field cron expression, read in the IANA
+        zone `tz` (default UTC). DuplicateSchedule when the name is taken."""
         from queuectl import specs
 
         job = specs.Overrides(
             queue=queue, priority=priority, timeout=timeout, max_retries=max_retries
         )
         schedule = specs.schedule(
-            name, cron, specs.apply_overrides(specs.as_spec(command), job, python=True)
+            name, cron, specs.apply_overrides(specs.as_spec(command), job, python=True), tz
         )
         self._check_allowed([schedule.command])  # its jobs would all be refused by the workers
         return self.backend.add_schedule(schedule)
@@ -417,7 +418,7 @@ class Client:
 
         if schedule.paused:
             return None
-        return Cron.parse(schedule.cron).next_after(after or models.utcnow())
+        return Cron.parse(schedule.cron, schedule.tz).next_after(after or models.utcnow())
 
     def remove_schedule(self, name: str) -> None:
         """Delete a schedule (jobs it already enqueued stay); NotFound."""

@@ -1,16 +1,15 @@
-"""Standard 5-field cron expressions: parsing, matching, and the next or latest slot in UTC."""
+"""Cron expressions read in an IANA time zone: the next and the latest slot, in UTC."""
 
 from __future__ import annotations
 
-import bisect
-import calendar
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from queuectl import errors
 
-_MONTHS = {name.lower(): n for n, name in enumerate(calendar.month_abbr) if name}
-_WEEKDAYS = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
+DEFAULT_TZ = "UTC"
+_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -20,89 +19,88 @@ _MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-# The longest each month can be (February in a leap year), for the "never fires" check.
-_LONGEST_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-# The Gregorian calendar repeats every 400 years, so a slot that exists occurs within that span.
-_HORIZON_DAYS = 401 * 366
-_LOOKBACK_DAYS = 366
+# A missed slot older than this never fires (a yearly schedule's last slot is within it).
+_LOOKBACK = timedelta(days=366)
+# Walks stop here whatever happens; a repeated hour holds 120 minute slots at most.
+_MAX_STEPS = 10_000
+# Offsets are probed this far apart for a change (since 1990 no zone has changed twice
+# within 166 hours, so none is missed).
+_PROBE = timedelta(hours=12)
+_SECOND = timedelta(seconds=1)
 
 
-@dataclass(frozen=True)
-class _Spec:
-    name: str
-    low: int
-    high: int  # the largest value one may write (7 for day of week)
-    top: int  # where `*` and `a/n` end (6 for day of week: Sunday is 0)
-    names: dict[str, int]
+def zone(name: str) -> tzinfo:
+    """The IANA zone `name` (UTC is the stdlib's); UsageError when no such zone exists."""
+    if name == DEFAULT_TZ:
+        return UTC
+    from zoneinfo import ZoneInfo
 
-
-_SPECS = (
-    _Spec("minute", 0, 59, 59, {}),
-    _Spec("hour", 0, 23, 23, {}),
-    _Spec("day of month", 1, 31, 31, {}),
-    _Spec("month", 1, 12, 12, _MONTHS),
-    _Spec("day of week", 0, 7, 6, _WEEKDAYS),
-)
+    # `localtime` is the host's own zone: two hosts could read one schedule differently
+    if isinstance(name, str) and name != "localtime":
+        try:
+            return ZoneInfo(name)
+        except (KeyError, ValueError, OSError):  # not found, not a key, a directory, too long
+            pass
+    raise errors.UsageError(f"unknown time zone {name!r} (an IANA name like Europe/Berlin)")
 
 
 @dataclass(frozen=True)
 class Cron:
-    """A parsed expression: the allowed values of each field (day of week 0-6, Sunday 0)."""
+    """A 5-field expression (or a macro such as `@daily`) whose fields are wall-clock times in
+    the zone `tz`; slots are whole minutes, returned in UTC. Across DST changes, as Vixie and
+    Debian cron: when the minute and the hour field are both fixed, a slot fires once per
+    wall-clock time, at the first of a repeated time and at the first instant after a skipped
+    one; when either starts with `*`, slots follow the real clock, so `0 * * * *` fires every
+    real hour, in both repeated hours, and not in a skipped one.
+
+    cronsim parses and walks the calendar without a zone; mapping its wall-clock times to
+    instants is done here (cronsim's own DST handling got slots wrong, DECISIONS.md)."""
 
     text: str = field(compare=False)
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]
-    # Vixie rule: when neither day field starts with `*`, a day matches if EITHER matches.
-    either_day: bool
+    tz: str
+    fields: str  # the five fields, a macro expanded
+    zone: tzinfo = field(compare=False, repr=False)
 
     @classmethod
-    def parse(cls, text: str) -> Cron:
-        """A Cron from `m h dom mon dow` or a macro such as `@daily`; UsageError otherwise."""
+    def parse(cls, text: str, tz: str = DEFAULT_TZ) -> Cron:
+        """A Cron for `text` in the zone `tz`; UsageError naming what is wrong otherwise."""
         expanded = text.strip()
         if expanded.startswith("@"):
             if expanded.lower() not in _MACROS:
-                known = ", ".join(_MACROS)
-                raise _bad(text, f"unknown macro (use one of {known})")
+                raise _bad(text, f"unknown macro (use one of {', '.join(_MACROS)})")
             expanded = _MACROS[expanded.lower()]
-        fields = expanded.split()
-        if len(fields) != 5:
-            raise _bad(
-                text,
-                f"expected 5 fields (minute hour day-of-month month day-of-week), "
-                f"got {len(fields)}",
-            )
-        minutes, hours, days, months, weekdays = (
-            _parse_field(raw, spec, text) for raw, spec in zip(fields, _SPECS, strict=True)
-        )
-        either = not fields[2].startswith("*") and not fields[4].startswith("*")
-        cron = cls(text, minutes, hours, days, months, weekdays, either_day=either)
-        if not either and not any(
-            day <= _LONGEST_MONTH[month - 1] for month in cron.months for day in cron.days
-        ):
-            raise _bad(text, "never fires: no month in the month field has that day of month")
-        return cron
+        parts = expanded.split()
+        if len(parts) != 5:  # cronsim would take six, but a slot is a whole minute (job ids)
+            raise _bad(text, f"expected 5 fields ({' '.join(_FIELDS)}), got {len(parts)}")
+        cron = cls(text, DEFAULT_TZ, " ".join(parts), UTC)
+        from cronsim import CronSimError
 
-    def matches(self, at: datetime) -> bool:
-        """Whether the whole minute containing `at` is a slot."""
-        at = _utc(at)
-        return (
-            at.minute in self.minutes
-            and at.hour in self.hours
-            and at.month in self.months
-            and self._day_matches(at.date())
-        )
+        try:
+            # cronsim parses in its constructor; the first slot proves the expression fires
+            next(cron._walls(datetime(2000, 1, 1), reverse=False))
+        except CronSimError as exc:  # "Bad minute": name the field's text too
+            problem = str(exc).lower()
+            for name, raw in zip(_FIELDS, parts, strict=True):
+                if problem == f"bad {name}":
+                    problem = f"bad {name} field {raw!r}"
+            raise _bad(text, problem) from None
+        except StopIteration:
+            raise _bad(text, "never fires") from None
+        return cron if tz == DEFAULT_TZ else cls(text, tz, cron.fields, zone(tz))
+
+    @property
+    def follows_real_clock(self) -> bool:
+        """Whether the minute or hour field starts with `*` (Vixie cron's "wildcard" job)."""
+        minute, hour = self.fields.split()[:2]
+        return minute.startswith("*") or hour.startswith("*")
 
     def next_after(self, at: datetime) -> datetime:
-        """The first slot strictly after `at` (a slot is the start of a whole minute)."""
+        """The first slot strictly after `at`."""
         at = _utc(at)
-        ordinal, minute = at.toordinal(), at.hour * 60 + at.minute + 1
-        if minute == 24 * 60:
-            ordinal, minute = ordinal + 1, 0
-        stop = min(ordinal + _HORIZON_DAYS, date.max.toordinal())
-        found = self._search(ordinal, minute, stop, forward=True)
+        try:
+            found = self._next(at)
+        except OverflowError:  # past the end of year 9999
+            found = None
         if found is None:
             raise errors.UsageError(
                 f"cron expression {self.text!r} never fires after {at.isoformat()}"
@@ -111,42 +109,140 @@ class Cron:
 
     def latest_at_or_before(self, at: datetime) -> datetime | None:
         """The most recent slot at or before `at`, or None if none in the 366 days before it."""
-        at = _utc(at).replace(second=0, microsecond=0)
-        stop = max(at.toordinal() - _LOOKBACK_DAYS, 1)
-        found = self._search(at.toordinal(), at.hour * 60 + at.minute, stop, forward=False)
-        if found is None or (at - found).days >= _LOOKBACK_DAYS:
+        at = _utc(at)
+        try:
+            latest = self._latest(at)
+        except OverflowError:  # before the start of year 1
             return None
-        return found
+        if latest is None or at - latest >= _LOOKBACK:
+            return None
+        return latest
 
-    def _day_matches(self, day: date) -> bool:
-        in_days = day.day in self.days
-        in_weekdays = day.isoweekday() % 7 in self.weekdays
-        return in_days or in_weekdays if self.either_day else in_days and in_weekdays
+    def _next(self, at: datetime) -> datetime | None:
+        if self.zone is UTC:
+            found = next(self._walls(_naive(at), reverse=False), None)
+            return None if found is None else found.replace(tzinfo=UTC)
+        if self.follows_real_clock:
+            return self._next_real(at)
+        # a fixed time's first instant rises with its wall clock, so the first one after `at`
+        # is next; from inside a second repeated hour, the first few are before `at`
+        walls = self._walls(self._wall(at), reverse=False)
+        return next((i for i in map(self._first_instant, walls) if i > at), None)
 
-    def _search(self, ordinal: int, minute: int, stop: int, *, forward: bool) -> datetime | None:
-        """The first slot from day `ordinal`, minute of day `minute`, towards day `stop`."""
-        times = sorted(hour * 60 + m for hour in self.hours for m in self.minutes)
-        step = 1 if forward else -1
-        while (stop - ordinal) * step >= 0:
-            day = date.fromordinal(ordinal)
-            if day.month not in self.months:  # jump to the next (or previous) month's edge
-                length = calendar.monthrange(day.year, day.month)[1]
-                ordinal += length - day.day + 1 if forward else -day.day
-                minute = 0 if forward else 24 * 60 - 1
-                continue
-            if self._day_matches(day):
-                if forward:
-                    index = bisect.bisect_left(times, minute)
-                    pick = times[index] if index < len(times) else None
-                else:
-                    index = bisect.bisect_right(times, minute)
-                    pick = times[index - 1] if index else None
-                if pick is not None:
-                    hour, minute = divmod(pick, 60)
-                    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
-            ordinal += step
-            minute = 0 if forward else 24 * 60 - 1
+    def _latest(self, at: datetime) -> datetime | None:
+        if self.zone is UTC:
+            found = next(self._walls(_naive(at), reverse=True, inclusive=True), None)
+            return None if found is None else found.replace(tzinfo=UTC)
+        if self.follows_real_clock:
+            return self._latest_real(at)
+        wall = self._wall(at)
+        found = next(self._walls(wall, reverse=True, inclusive=True), None)
+        latest = None if found is None else self._first_instant(found)
+        # in a second repeated hour, the later wall-clock times fired in the first one
+        for later in self._walls(wall, reverse=False):
+            instant = self._first_instant(later)
+            if instant > at:
+                break
+            latest = instant
+        return latest
+
+    # --- the real clock: one stretch of constant UTC offset at a time --------------------------
+    def _next_real(self, at: datetime) -> datetime | None:
+        start, inclusive = at, False
+        for _ in range(_MAX_STEPS):
+            wall = _naive(start) + (offset := _offset(self.zone, start))
+            found = next(self._walls(wall, reverse=False, inclusive=inclusive), None)
+            if found is None:
+                return None
+            candidate = (found - offset).replace(tzinfo=UTC)
+            change = self._change_after(start, candidate)
+            if change is None:
+                return candidate
+            start, inclusive = change, True  # the offset changed before that slot came
         return None
+
+    def _latest_real(self, at: datetime) -> datetime | None:
+        end = at
+        for _ in range(_MAX_STEPS):
+            wall = _naive(end) + (offset := _offset(self.zone, end))
+            found = next(self._walls(wall, reverse=True, inclusive=True), None)
+            if found is None:
+                return None
+            candidate = (found - offset).replace(tzinfo=UTC)
+            begin = self._change_before(candidate, end)
+            if begin is None:
+                return candidate
+            if at - begin >= _LOOKBACK:
+                return None
+            end = begin - timedelta(microseconds=1)  # the stretch before `end`'s own
+        return None
+
+    def _change_after(self, start: datetime, end: datetime) -> datetime | None:
+        """The first instant in (start, end] whose UTC offset is not start's."""
+        offset, low = _offset(self.zone, start), start
+        while low < end:
+            high = min(low + _PROBE, end)
+            if _offset(self.zone, high) != offset:
+                return self._change_between(low, high, offset)
+            low = high
+        return None
+
+    def _change_before(self, start: datetime, end: datetime) -> datetime | None:
+        """The first instant of the stretch of end's UTC offset, when that is after `start`."""
+        offset, high = _offset(self.zone, end), end
+        while high > start:
+            low = max(high - _PROBE, start)
+            if (before := _offset(self.zone, low)) != offset:
+                return self._change_between(low, high, before)
+            high = low
+        return None
+
+    def _change_between(self, low: datetime, high: datetime, before: timedelta) -> datetime:
+        """Where the offset `before` (low's) gives way, in (low, high]: a whole second."""
+        while high - low > _SECOND:
+            middle = low + (high - low) / 2
+            if _offset(self.zone, middle) == before:
+                low = middle
+            else:
+                high = middle
+        return low.replace(microsecond=0) + _SECOND
+
+    # --- wall clocks ---------------------------------------------------------------------------
+    def _wall(self, at: datetime) -> datetime:
+        return at.astimezone(self.zone).replace(tzinfo=None, microsecond=0)
+
+    def _first_instant(self, wall: datetime) -> datetime:
+        """A wall-clock time's first instant; a skipped one's is where the skip ends."""
+        for _ in range(_MAX_STEPS):
+            local = wall.replace(tzinfo=self.zone)  # fold=0: the first of a repeated time
+            instant = local.astimezone(UTC)
+            if instant.astimezone(self.zone).replace(tzinfo=None) == wall:
+                return instant
+            wall += timedelta(minutes=1)
+        raise errors.UsageError(f"time zone {self.tz!r} skips more than a week")
+
+    def _walls(
+        self, start: datetime, *, reverse: bool, inclusive: bool = False
+    ) -> Iterator[datetime]:
+        """cronsim's wall-clock slots after (or before) the naive `start`, in order."""
+        from cronsim import CronSim
+
+        try:
+            if inclusive:  # cronsim steps one second before it looks
+                start = start + _SECOND if reverse else start - _SECOND
+            slots = CronSim(self.fields, start, reverse=reverse)
+            for _ in range(_MAX_STEPS):
+                yield next(slots)
+        except (StopIteration, OverflowError):  # none for 50 years, or past year 1 or 9999
+            return
+
+
+def _offset(where: tzinfo, at: datetime) -> timedelta:
+    return at.astimezone(where).utcoffset() or timedelta(0)
+
+
+def _naive(at: datetime) -> datetime:
+    return at.replace(tzinfo=None, microsecond=0)
 
 
 def _bad(text: str, problem: str) -> errors.UsageError:
@@ -157,54 +253,3 @@ def _utc(at: datetime) -> datetime:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"cron times must be timezone-aware, got {at.isoformat()}")
     return at.astimezone(UTC)
-
-
-def _parse_field(raw: str, spec: _Spec, text: str) -> frozenset[int]:
-    values: set[int] = set()
-    for item in raw.split(","):
-        if not item:
-            raise _bad(text, f"{spec.name} field {raw!r} has an empty list item")
-        values.update(_parse_item(item, spec, text))
-    if spec.high == 7:
-        values = {value % 7 for value in values}  # 7 is Sunday too
-    return frozenset(values)
-
-
-def _parse_item(item: str, spec: _Spec, text: str) -> range:
-    """One list item: `*`, `a`, `a-b`, each optionally with `/n`."""
-    base, slash, step_text = item.partition("/")
-    step = 1
-    if slash:
-        if not (step_text.isascii() and step_text.isdigit()):
-            raise _bad(text, f"{spec.name} step {step_text!r} is not a number")
-        step = int(step_text) if len(step_text) <= 4 else 10_000
-        if step < 1:
-            raise _bad(text, f"{spec.name} step must be >= 1")
-        if step > spec.top - spec.low + 1:
-            raise _bad(text, f"{spec.name} step {step_text} is larger than the field's range")
-    if base == "*":
-        return range(spec.low, spec.top + 1, step)
-    low_text, dash, high_text = base.partition("-")
-    low = _parse_value(low_text, spec, text)
-    high = low
-    if dash:
-        high = _parse_value(high_text, spec, text)
-    elif slash:
-        high = max(low, spec.top)  # `a/n` runs from a to the end of the field
-    if low > high:
-        raise _bad(text, f"{spec.name} range {low_text}-{high_text} is reversed")
-    return range(low, high + 1, step)
-
-
-def _parse_value(token: str, spec: _Spec, text: str) -> int:
-    if not token:
-        raise _bad(text, f"{spec.name} is missing a value")
-    if token.lower() in spec.names:
-        return spec.names[token.lower()]
-    if not (token.isascii() and token.isdigit()):
-        kind = "a number or name" if spec.names else "a number"
-        raise _bad(text, f"{spec.name} value {token!r} is not {kind}")
-    value = int(token) if len(token) <= 4 else 10_000
-    if not spec.low <= value <= spec.high:
-        raise _bad(text, f"{spec.name} value {token} is out of range {spec.low}-{spec.high}")
-    return value

@@ -59,7 +59,7 @@ class Orchestrator:
         self._stop_requested = False
         self._next_election = 0.0
         self._last_wake = 0.0
-        self._crons: dict[str, Cron] = {}
+        self._crons: dict[tuple[str, str], Cron] = {}  # by (expression, zone)
         self._log = log.bind(orchestrator=self.node_id)
         # its recovery sweep, like a worker's, waits for a lease of unbroken database access
         # (recovery.py); every election and sweep shows whether it has it
@@ -182,11 +182,10 @@ class Orchestrator:
         for schedule in self.backend.list_schedules():
             if schedule.paused:
                 continue
+            key = (schedule.cron, schedule.tz)
             try:
-                cron = self._crons.get(schedule.cron) or self._crons.setdefault(
-                    schedule.cron, Cron.parse(schedule.cron)
-                )
-            except errors.UsageError as exc:  # stored by an older version: skip, not stop
+                cron = self._crons.get(key) or self._crons.setdefault(key, Cron.parse(*key))
+            except errors.UsageError as exc:  # an older version's, or a zone unknown here: skip
                 self._log.warning("schedule_invalid", schedule=schedule.name, error=str(exc))
                 continue
             slot = cron.latest_at_or_before(at)

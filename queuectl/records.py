@@ -151,11 +151,13 @@ class Schedule:
     created_at: datetime | None = None
     last_slot: datetime | None = None
     fired: int = 0
+    tz: str = "UTC"  # the IANA zone the cron fields are read in
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "cron": self.cron,
+            "tz": self.tz,
             "command": self.command,
             "queue": self.queue,
             "priority": self.priority,

@@ -16,5 +16,5 @@ def resume_schedule(backend: Backend, name: str) -> models.Schedule:
     current = {s.name: s for s in backend.list_schedules()}.get(name)
     if current is None:
         raise errors.NotFound(f"no schedule named {name!r}")
-    skip_to = Cron.parse(current.cron).latest_at_or_before(models.utcnow())
+    skip_to = Cron.parse(current.cron, current.tz).latest_at_or_before(models.utcnow())
     return backend.pause_schedule(name, paused=False, skip_to=skip_to)

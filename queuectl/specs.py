@@ -457,11 +457,15 @@ def window(since: object) -> float:
     return window_s
 
 
-def schedule(name: str, cron: str, spec: models.JobSpec) -> "models.Schedule":
-    """A recurring job: a cron expression, a job-id-like name (<= 64), a checked spec."""
-    from queuectl.cron import Cron
+def schedule(
+    name: str, cron: str, spec: models.JobSpec, tz: str | None = None
+) -> "models.Schedule":
+    """A recurring job: a cron expression read in the IANA zone `tz` (default UTC), a
+    job-id-like name (<= 64), a checked spec."""
+    from queuectl.cron import DEFAULT_TZ, Cron
 
-    Cron.parse(cron)  # reject a bad expression before storing it
+    tz = DEFAULT_TZ if tz is None else tz
+    Cron.parse(cron, tz)  # reject a bad expression or zone before storing them
     if not isinstance(name, str) or len(name) > 64:
         raise errors.UsageError(f"schedule name {str(name)[:20]!r}… is longer than 64 characters")
     return models.Schedule(
@@ -472,4 +476,5 @@ def schedule(name: str, cron: str, spec: models.JobSpec) -> "models.Schedule":
         priority=spec.priority,
         timeout_s=spec.timeout_s,
         max_retries=spec.max_retries,
+        tz=tz,
     )

@@ -315,6 +315,7 @@ def schedule_from_row(row: Mapping[str, Any], ts: ToTime) -> models.Schedule:
         created_at=ts(row["created_at"]),
         last_slot=None if row["last_slot"] is None else ts(row["last_slot"]),
         fired=row["fired"],
+        tz=row["tz"],
     )
 
 
@@ -332,4 +333,5 @@ def schedule_params(schedule: models.Schedule) -> dict[str, Any]:
         "priority": schedule.priority,
         "timeout_s": schedule.timeout_s,
         "max_retries": schedule.max_retries,
+        "tz": schedule.tz,
     }

@@ -428,9 +428,10 @@ SELECT holder, extract(epoch FROM expires_at - now())::float8 AS ttl_left_s
 
 -- name: add_schedule
 -- A taken name inserts nothing and returns no row: DuplicateSchedule (store.py).
-INSERT INTO queuectl_schedules (name, cron, command, queue, priority, timeout_s, max_retries)
+INSERT INTO queuectl_schedules (name, cron, command, queue, priority, timeout_s, max_retries,
+                                tz)
 VALUES (%(name)s, %(cron)s, %(command)s, %(queue)s, %(priority)s, %(timeout_s)s,
-        %(max_retries)s)
+        %(max_retries)s, %(tz)s)
 ON CONFLICT (name) DO NOTHING
 RETURNING *;
 

@@ -353,8 +353,8 @@ SELECT holder, expires_at - :now AS ttl_left_s
 -- name: add_schedule
 -- A taken name inserts nothing and returns no row: DuplicateSchedule (store.py).
 INSERT INTO queuectl_schedules (name, cron, command, queue, priority, timeout_s, max_retries,
-                                created_at)
-VALUES (:name, :cron, :command, :queue, :priority, :timeout_s, :max_retries, :now)
+                                created_at, tz)
+VALUES (:name, :cron, :command, :queue, :priority, :timeout_s, :max_retries, :now, :tz)
 ON CONFLICT (name) DO NOTHING
 RETURNING *;
 

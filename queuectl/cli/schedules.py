@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -23,8 +24,11 @@ Name = Annotated[str, typer.Argument(metavar="NAME", show_default=False)]
 @app.command()
 def add(
     name: Name,
-    cron: Annotated[str, typer.Option("--cron", help="5-field cron, UTC: '*/5 * * * *', @daily")],
+    cron: Annotated[str, typer.Option("--cron", help="5-field cron: '*/5 * * * *', @daily")],
     command: Annotated[str, typer.Option("--command", "-c", help="Shell command to enqueue.")],
+    tz: Annotated[
+        str, typer.Option("--tz", help="IANA time zone the cron fields are read in.")
+    ] = "UTC",
     queue: Annotated[str, typer.Option(help="Queue of the jobs.")] = "default",
     priority: Annotated[int, typer.Option(help="Priority of the jobs.")] = 0,
     timeout: Annotated[
@@ -36,23 +40,25 @@ def add(
     ] = None,
     as_json: output.JsonFlag = False,
 ) -> None:
-    """Add a schedule; its first job fires at the next matching minute (UTC)."""
+    """Add a schedule; its first job fires at the next matching minute in its zone. Across
+    DST changes a fixed time (`30 2 * * *`) fires once, at the first of a repeated time and
+    right after a skipped one; `*` in the minute or hour follows the real clock."""
     from queuectl.cron import Cron
 
-    Cron.parse(cron)  # a bad expression is named before any other mistake
+    Cron.parse(cron, tz)  # a bad expression or zone is named before any other mistake
     # the flags' own names in errors (--priority), so parsed here rather than by the Client
     spec = specs.apply_overrides(
         models.JobSpec(command=specs.check_command(command)),
         specs.Overrides(queue=queue, priority=priority, timeout=timeout, max_retries=max_retries),
     )
-    created = CTX.client().add_schedule(name, cron=cron, command=spec)
+    created = CTX.client().add_schedule(name, cron=cron, command=spec, tz=tz)
     if as_json:
         output.emit_json(created.to_json())
     else:
-        shown_name, shown_cron, shown_command = map(
-            visible, (created.name, created.cron, created.command)
+        shown_name, shown_cron, shown_tz, shown_command = map(
+            visible, (created.name, created.cron, created.tz, created.command)
         )
-        output.emit(f"added schedule {shown_name}: {shown_cron} -> {shown_command}")
+        output.emit(f"added schedule {shown_name}: {shown_cron} ({shown_tz}) -> {shown_command}")
 
 
 @app.command("list")
@@ -71,15 +77,16 @@ def list_(as_json: output.JsonFlag = False) -> None:
         return
     output.emit(
         output.table(
-            ["name", "cron", "queue", "state", "next (utc)", "last fired", "fired", "command"],
+            ["name", "cron", "tz", "queue", "state", "next", "last fired", "fired", "command"],
             (
                 [
                     s.name,
                     s.cron,
+                    s.tz,
                     s.queue,
                     "paused" if s.paused else "active",
-                    client.next_slot(s, now),
-                    s.last_slot,
+                    _local(client.next_slot(s, now), s.tz),
+                    _local(s.last_slot, s.tz),
                     s.fired,
                     output.one_line(s.command, 40),
                 ]
@@ -87,6 +94,15 @@ def list_(as_json: output.JsonFlag = False) -> None:
             ),
         )
     )
+
+
+def _local(at: datetime | None, tz: str) -> str | None:
+    """A slot as the schedule's wall clock, with the offset that tells a repeated hour apart."""
+    if at is None:
+        return None
+    from queuectl.cron import zone
+
+    return at.astimezone(zone(tz)).isoformat(timespec="minutes").replace("+00:00", "Z")
 
 
 @app.command()

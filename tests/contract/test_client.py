@@ -310,6 +310,24 @@ def test_schedules(q: Client) -> None:
     assert q.schedules() == []
 
 
+def test_schedules_in_a_time_zone(q: Client) -> None:
+    made = q.add_schedule("berlin", cron="30 2 * * *", command="true", tz="Europe/Berlin")
+    assert (made.tz, q.add_schedule("utc", cron="@daily", command="true").tz) == (
+        "Europe/Berlin",
+        "UTC",
+    )
+    with pytest.raises(errors.UsageError, match="unknown time zone 'Europe/Berln'"):
+        q.add_schedule("typo", cron="@daily", command="true", tz="Europe/Berln")
+    assert sorted(s.name for s in q.schedules()) == ["berlin", "utc"]
+    # 02:30 in Berlin: 01:30 UTC in winter, 00:30 in summer, 01:00 (03:00 CEST) on the skip
+    for after, slot in [
+        (datetime(2031, 1, 1, tzinfo=UTC), datetime(2031, 1, 1, 1, 30, tzinfo=UTC)),
+        (datetime(2031, 7, 1, tzinfo=UTC), datetime(2031, 7, 1, 0, 30, tzinfo=UTC)),
+        (datetime(2031, 3, 30, tzinfo=UTC), datetime(2031, 3, 30, 1, 0, tzinfo=UTC)),
+    ]:
+        assert q.next_slot(made, after) == slot
+
+
 # --- which database, and the client's life ----------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -130,3 +131,44 @@ def test_retention_prunes_old_finished_jobs(
     time.sleep(0.05)
     assert first.prune_finished(time.time()) == 1
     assert [j.id for j in backend.list_jobs()] == ["bad"]  # dead jobs are kept ("none")
+
+
+@pytest.mark.parametrize(
+    ("night", "nightly", "hourly"),
+    [
+        # Berlin springs forward at 01:00Z (02:00 CET -> 03:00 CEST): 02:30 does not exist
+        ("2027-03-28", ["20270327T0130Z", "20270328T0100Z"], range(21, 21 + 8)),
+        # and falls back at 01:00Z (03:00 CEST -> 02:00 CET): 02:00-02:59 happens twice
+        ("2027-10-31", ["20271030T0030Z", "20271031T0030Z"], range(21, 21 + 8)),
+    ],
+)
+def test_a_dst_night_in_berlin_fires_each_slot_once(
+    two: tuple[Orchestrator, Orchestrator, Backend],
+    night: str,
+    nightly: list[str],
+    hourly: range,
+) -> None:
+    first, second, backend = two
+    for name, cron in (("nightly", "30 2 * * *"), ("hourly", "0 * * * *")):
+        backend.add_schedule(
+            models.Schedule(name=name, cron=cron, command="true", tz="Europe/Berlin")
+        )
+    # seven hours around the change, ticked every minute by two racing orchestrators; the
+    # first tick fires the latest slot already missed (the evening before), as ever
+    start = datetime.fromisoformat(f"{night}T00:00:00+00:00") - timedelta(hours=2, minutes=30)
+    for minute in range(7 * 60):
+        now = (start + timedelta(minutes=minute, seconds=5)).timestamp()
+        first.fire_schedules(now)
+        second.fire_schedules(now)
+    jobs = {j.id: j for j in backend.list_jobs(limit=1000)}
+    day_before = (datetime.fromisoformat(night) - timedelta(days=1)).strftime("%Y%m%d")
+    expected_hourly = [
+        f"hourly:{day_before if hour < 24 else night.replace('-', '')}T{hour % 24:02d}00Z"
+        for hour in hourly
+    ]
+    assert sorted(jobs) == sorted(expected_hourly + [f"nightly:{slot}" for slot in nightly])
+    # every real hour, the one DST adds or drops included: ids are UTC, so none repeats
+    hours = sorted(datetime.strptime(i, "hourly:%Y%m%dT%H%MZ") for i in jobs if "hourly" in i)
+    assert {b - a for a, b in itertools.pairwise(hours)} == {timedelta(hours=1)}
+    fired = {s.name: (s.fired, s.tz) for s in backend.list_schedules()}
+    assert fired == {"hourly": (8, "Europe/Berlin"), "nightly": (2, "Europe/Berlin")}

@@ -49,6 +49,17 @@ def test_schedules_add_list_pause_remove(backend: Backend) -> None:
         backend.pause_schedule("tick", paused=True)
 
 
+def test_a_schedule_keeps_its_time_zone(backend: Backend) -> None:
+    assert backend.add_schedule(schedule("utc")).tz == "UTC"
+    berlin = backend.add_schedule(schedule("berlin", tz="Europe/Berlin"))
+    assert (berlin.tz, berlin.to_json()["tz"]) == ("Europe/Berlin", "Europe/Berlin")
+    assert {s.name: s.tz for s in backend.list_schedules()} == {
+        "berlin": "Europe/Berlin",
+        "utc": "UTC",
+    }
+    assert backend.pause_schedule("berlin", paused=True).tz == "Europe/Berlin"
+
+
 def test_each_slot_fires_exactly_once(backend: Backend) -> None:
     backend.set_setting("max-retries", "6")
     backend.add_schedule(schedule(queue="cron"))

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -97,6 +98,39 @@ def test_schedule_commands(cli: Cli) -> None:
     assert cli("schedule", "remove", "nightly").returncode == 0
     assert cli("schedule", "remove", "nightly").returncode == 3
     assert cli.json("schedule", "list", "--json") == []
+
+
+def test_schedule_in_a_time_zone(cli: Cli) -> None:
+    berlin = ("berlin", "--cron", "30 2 * * *", "-c", "true", "--tz", "Europe/Berlin")
+    added = cli.json("schedule", "add", *berlin, "--json")
+    assert (added["cron"], added["tz"]) == ("30 2 * * *", "Europe/Berlin")
+    assert (
+        cli.json("schedule", "add", "utc", "--cron", "@daily", "-c", "true", "--json")["tz"]
+        == "UTC"
+    )
+    bad = cli(
+        "schedule", "add", "mars", "--cron", "0 3 * * *", "-c", "true", "--tz", "Mars/Olympus"
+    )
+    assert bad.returncode == 2
+    assert (
+        bad.stderr == "error: unknown time zone 'Mars/Olympus' (an IANA name like Europe/Berlin)\n"
+    )
+    listed = {s["name"]: s for s in cli.json("schedule", "list", "--json")}
+    assert {name: s["tz"] for name, s in listed.items()} == {
+        "berlin": "Europe/Berlin",
+        "utc": "UTC",
+    }
+    # the next slot is 02:30 Berlin time (03:00 the day the clocks skip 02:30), in UTC in JSON
+    slot = datetime.fromisoformat(listed["berlin"]["next_slot"].replace("Z", "+00:00"))
+    local = slot.astimezone(ZoneInfo("Europe/Berlin"))
+    assert local.strftime("%H:%M") in {"02:30", "03:00"}
+    assert listed["utc"]["next_slot"].endswith("T00:00:00.000Z")
+    # the table shows the zone and the next slot as that zone's wall clock, offset included
+    table = cli("schedule", "list").stdout.splitlines()
+    assert table[0].split()[:3] == ["NAME", "CRON", "TZ"]
+    (row,) = [line for line in table if line.startswith("berlin")]
+    assert "Europe/Berlin" in row
+    assert local.isoformat(timespec="minutes") in row
 
 
 def test_an_expired_job_goes_to_the_dlq_instead_of_running(cli: Cli) -> None:

@@ -29,6 +29,8 @@ HEAVY = {
     "queuectl.bench",
     "queuectl.runner",
     "queuectl.records",  # the worker-side value types: models builds them on first use
+    "cronsim",  # cron is parsed where schedules are added or fired, never for a job
+    "zoneinfo",
 }
 
 

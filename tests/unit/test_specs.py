@@ -517,3 +517,7 @@ def test_schedule_checks_cron_and_name_and_copies_the_spec():
         specs.schedule("a b", "@daily", spec)
     with pytest.raises(errors.UsageError):
         specs.schedule("ok", "61 * * * *", spec)
+    assert made.tz == "UTC"
+    assert specs.schedule("nightly", "0 3 * * *", spec, "Asia/Tokyo").tz == "Asia/Tokyo"
+    with pytest.raises(errors.UsageError, match="unknown time zone 'Asia/Tokio'"):
+        specs.schedule("nightly", "0 3 * * *", spec, "Asia/Tokio")

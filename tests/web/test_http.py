@@ -67,6 +67,16 @@ def test_every_page_renders(backend: Backend) -> None:
     assert "queuectl_queue_jobs" in c.get("/metrics").text
 
 
+def test_the_schedules_page_shows_each_time_zone(backend: Backend) -> None:
+    backend.add_schedule(
+        models.Schedule(name="berlin", cron="30 2 * * *", command="true", tz="Europe/Berlin")
+    )
+    backend.add_schedule(models.Schedule(name="plain", cron="@daily", command="true"))
+    html = client(backend).get("/schedules").text
+    rows = re.findall(r"<tr><td>(\w+)</td><td><code>[^<]*</code></td><td>([^<]*)</td>", html)
+    assert rows == [("berlin", "Europe/Berlin"), ("plain", "UTC")]
+
+
 def test_job_detail_shows_attempts_output_and_the_cli(backend: Backend) -> None:
     backend.enqueue([models.JobSpec(command="echo hello", id="j1")])
     finish(backend, "j1", ok=True)
