@@ -226,6 +226,12 @@ class Client:
         is finished, JobNotFound."""
         return self.backend.cancel(id)
 
+    def cancel_many(self, ids: Iterable[str]) -> builtins.list[models.Job]:
+        """`cancel` for several jobs, all or nothing: one bad id and nothing changes."""
+        from queuectl import specs
+
+        return self.backend.cancel_many(specs.check_ids(ids))
+
     def retry(self, id: str) -> models.Job:
         """Run a failed, dead or cancelled job again now (dead and cancelled jobs start over
         at 0 attempts). InvalidTransition for a pending, running or completed job."""

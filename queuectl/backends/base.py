@@ -95,6 +95,9 @@ class JobStore(Protocol):
     def runs(self, job_id: str) -> list[models.Run]:
         """Every attempt of a job, oldest first (JobNotFound when the job is absent)."""
 
+    def cancel_many(self, job_ids: Sequence[str]) -> list[models.Job]:
+        """`cancel` for several jobs in one transaction, all or nothing."""
+
     def cancel(self, job_id: str) -> models.Job:
         """pending/failed -> cancelled at once; processing -> cancel requested (its worker
         kills it at the next heartbeat); InvalidTransition for finished jobs."""

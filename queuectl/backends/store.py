@@ -201,18 +201,28 @@ class SqlBackend:
         return [common.run_from_row(r, self.c.to_time) for r in rows]
 
     def cancel(self, job_id: str) -> models.Job:
+        return self.cancel_many([job_id])[0]
+
+    def cancel_many(self, job_ids: Sequence[str]) -> list[models.Job]:
         with self.c.transaction() as s:
-            (job,) = self._locked(s, [job_id])
-            common.check_transition(job, action="cancel", allowed=common.CANCELLABLE)
-            running = job.state is models.JobState.PROCESSING
-            if running:
-                row = s.one("cancel_running", {"id": job_id})
-                # its worker heartbeats at once instead of within 2 s, and kills the job
-                self._signal(s, job.worker_id or "")
-            else:
-                row = s.one("cancel_now", {"ids": self.c.param_ids([job_id])})
-                self._settle(s, [row])  # its dependents are cancelled too
-        return self._job(row)
+            jobs = self._locked(s, job_ids)
+            for job in jobs:  # all or nothing: every job is checked before any changes
+                common.check_transition(job, action="cancel", allowed=common.CANCELLABLE)
+            for job in {j.id: j for j in jobs}.values():
+                if job.state is models.JobState.PROCESSING:
+                    s.run("cancel_running", {"id": job.id})
+                    # its worker heartbeats at once instead of within 2 s, and kills the job
+                    self._signal(s, job.worker_id or "")
+                    continue
+                now = s.one("get_job", {"id": job.id})
+                if now is not None and now["state"] == models.JobState.CANCELLED:
+                    continue  # a dependent an earlier cancel of this call cascaded to
+                ended = s.all("cancel_now", {"ids": self.c.param_ids([job.id])})
+                self._settle(s, ended)  # its dependents are cancelled too
+            # each job as it ended up (one may be another's dependent)
+            ids = self.c.param_ids(list(dict.fromkeys(job_ids)))
+            final = {r["id"]: r for r in s.all("jobs_by_ids", {"ids": ids})}
+        return [self._job(final[i]) for i in job_ids]
 
     def retry(self, job_ids: Sequence[str], *, dead_only: bool = False) -> list[models.Job]:
         allowed = frozenset({models.JobState.DEAD}) if dead_only else common.RETRYABLE_STATES

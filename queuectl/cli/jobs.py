@@ -161,30 +161,42 @@ def _unseen(run: "models.Run", printed: int) -> str:
 
 
 def cancel(
-    job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False)],
+    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", show_default=False)],
     as_json: output.JsonFlag = False,
 ) -> None:
-    """Cancel a pending or failed job; a running one is killed by its worker."""
-    job = CTX.client().cancel(job_id)
+    """Cancel pending, failed or blocked jobs (all or none); running ones are killed by their
+    workers. --json prints one array.
+
+    Example: queuectl cancel build-1 build-2
+    """
+    jobs = CTX.client().cancel_many(job_ids)
     if as_json:
-        output.emit_json(job.to_json())
-    elif job.state is models.JobState.PROCESSING:
-        output.emit(f"cancel requested: {job.id} is running; its worker kills it within seconds")
-    else:
-        output.emit(f"cancelled {job.id}")
+        output.emit_json([job.to_json() for job in jobs])
+        return
+    for job in jobs:
+        if job.state is models.JobState.PROCESSING:
+            output.emit(
+                f"cancel requested: {job.id} is running; its worker kills it within seconds"
+            )
+        else:
+            output.emit(f"cancelled {job.id}")
 
 
 def retry(
     job_ids: Annotated[list[str], typer.Argument(metavar="ID...", show_default=False)],
     as_json: output.JsonFlag = False,
 ) -> None:
-    """Run failed, dead or cancelled jobs again now (dead/cancelled start over at 0 attempts)."""
+    """Run failed, dead or cancelled jobs again now (dead/cancelled start over at 0 attempts);
+    all or none. --json prints one array.
+
+    Example: queuectl retry build-1 build-2 --json
+    """
     done = CTX.client().retry_many(job_ids)
+    if as_json:
+        output.emit_json([job.to_json() for job in done])
+        return
     for job in done:
-        if as_json:
-            output.emit_json(job.to_json())
-        else:
-            output.emit(f"retrying {job.id}")
+        output.emit(f"retrying {job.id}")
 
 
 def wait(

@@ -1,0 +1,34 @@
+"""The operator's CLI (issue 18), on both backends: batches and --json shapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import Cli
+
+pytestmark = pytest.mark.e2e
+
+
+def states(cli: Cli) -> dict[str, str]:
+    return {j["id"]: j["state"] for j in cli.json("list", "--json")}
+
+
+def test_cancel_and_retry_take_several_ids_all_or_none_and_print_one_array(cli: Cli) -> None:
+    for job_id in ("a", "b"):
+        cli.enqueue({"id": job_id, "command": "true"})
+    cli.enqueue({"id": "c", "command": "true", "after": ["b"]})
+    cancelled = cli.json("cancel", "a", "b", "--json")
+    assert [(j["id"], j["state"]) for j in cancelled] == [("a", "cancelled"), ("b", "cancelled")]
+    assert states(cli)["c"] == "cancelled"  # b's dependent, with it
+    cli.enqueue({"id": "d", "command": "true"})
+    refused = cli("cancel", "d", "a")  # a is cancelled already: nothing changes
+    assert refused.returncode == 4 and refused.stderr.startswith("error: cannot cancel job 'a'")
+    assert states(cli)["d"] == "pending"
+    retried = cli("retry", "a", "b", "--json")
+    assert retried.returncode == 0, retried.stderr
+    doc = json.loads(retried.stdout)  # one document, not one per job
+    assert [(j["id"], j["state"]) for j in doc] == [("a", "pending"), ("b", "pending")]
+    text = cli("cancel", "a", "b")
+    assert text.stdout.splitlines() == ["cancelled a", "cancelled b"]
