@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from queuectl.leases import LeaseKeeper
     from queuectl.observe import MetricsLike
 
+# how an attempt may end and log at info; every other end (failed, timed out, lost, refused)
+# logs at warning
+_QUIET_ENDS = frozenset(
+    {models.OutcomeKind.SUCCEEDED, models.OutcomeKind.CANCELLED, models.OutcomeKind.INTERRUPTED}
+)
+
 
 class JobThreads:
     """The threads that run jobs, kept between jobs: starting and joining a thread per job
@@ -212,7 +218,9 @@ class AttemptRunner:
             self.next_due = min(self.next_due, due)
         self.done += 1
         self.wake()  # a burst worker may be waiting for its last result to be written
-        self._log.info(
+        # a failure is what `--log-level warning` keeps: the lines an operator must see
+        log = self._log.info if outcome.kind in _QUIET_ENDS else self._log.warning
+        log(
             "job_finished",
             job_id=job.id,
             queue=job.queue,

@@ -32,3 +32,13 @@ def test_cancel_and_retry_take_several_ids_all_or_none_and_print_one_array(cli: 
     assert [(j["id"], j["state"]) for j in doc] == [("a", "pending"), ("b", "pending")]
     text = cli("cancel", "a", "b")
     assert text.stdout.splitlines() == ["cancelled a", "cancelled b"]
+
+
+def test_failed_attempts_log_at_warning_level_and_successes_at_info(cli: Cli) -> None:
+    cli.enqueue({"id": "bad", "command": "exit 3", "max_retries": 0})
+    cli.enqueue({"id": "good", "command": "true"})
+    run = cli("--log-format", "json", "--log-level", "warning", "worker", "start", "--burst")
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stderr.splitlines()]
+    finished = [(e["job_id"], e["level"]) for e in events if e["event"] == "job_finished"]
+    assert finished == [("bad", "warning")]  # the success is info: below the level
