@@ -31,11 +31,27 @@ def open_backend(url: str, *, pool_size: int = 0, create_dir: bool = False) -> B
         )
     else:
         path = url
+        if not looks_like_path(path):
+            # `--db 10.255.255.1` (a host) would otherwise become a new SQLite file of that
+            # name, and `status` would report an empty queue with exit 0
+            raise errors.UsageError(
+                f"--db {url!r} is neither a database URL nor a file path: use "
+                "sqlite:///PATH, postgresql://HOST/DB, or a path like ./queue.db"
+            )
     if not path:
         raise errors.UsageError(f"bad SQLite URL {url!r}: no file path")
     from queuectl.backends.sqlite import SqliteBackend
 
     return SqliteBackend(url, Path(path).expanduser(), create_dir=create_dir)
+
+
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
+
+
+def looks_like_path(value: str) -> bool:
+    """A bare --db value is taken as a SQLite file only if it reads as one: it has a
+    directory part (`./q`, `/var/q`), starts with `~`, or ends like a SQLite file (`q.db`)."""
+    return "/" in value or value.startswith("~") or value.lower().endswith(_SQLITE_SUFFIXES)
 
 
 def redact(url: str) -> str:

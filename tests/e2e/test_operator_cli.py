@@ -42,3 +42,15 @@ def test_failed_attempts_log_at_warning_level_and_successes_at_info(cli: Cli) ->
     events = [json.loads(line) for line in run.stderr.splitlines()]
     finished = [(e["job_id"], e["level"]) for e in events if e["event"] == "job_finished"]
     assert finished == [("bad", "warning")]  # the success is info: below the level
+
+
+def test_a_db_value_that_is_neither_url_nor_path_is_refused_and_creates_nothing(
+    cli: Cli,
+) -> None:
+    result = cli("--db", "10.255.255.1", "status")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --db '10.255.255.1' is neither a database URL")
+    assert not (cli.cwd / "10.255.255.1").exists()
+    ok = cli("--db", "./q.db", "status", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert (cli.cwd / "q.db").exists()
