@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import socket
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -50,9 +52,13 @@ def dashboard(
         allowed_hosts = security.allowed_hosts(host, names)
     except ValueError as exc:
         raise errors.UsageError(f"bad allowed host: {exc}") from None
+    # bound here, before anything starts: a port in use is one clear line (uvicorn would
+    # log its own message and exit 3, the code for "not found"), and the socket is handed to
+    # uvicorn, so nothing can take the port in between
+    sock = _bind(host, port)
     import uvicorn
 
-    from queuectl.cli import runtime
+    from queuectl.cli import output, runtime
     from queuectl.web.app import create_app
 
     runtime.start_process("dashboard", pool_size=4, metrics_port=None)
@@ -76,4 +82,29 @@ def dashboard(
         server.should_exit = True
 
     runtime.on_stop_signals(stop)
-    server.run()
+    shown = f"[{host}]" if ":" in host else host
+    output.note(f"dashboard: http://{shown}:{port}/ (Ctrl-C to stop)")
+    server.run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise errors.UsageError(f"cannot serve on {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise errors.UsageError(
+                f"port {port} on {host} is in use (another dashboard?): pick one with --port"
+            ) from None
+        raise errors.UsageError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
+    # listening from here on: a browser opened at the URL printed below waits in the
+    # backlog until uvicorn serves, instead of being refused
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock

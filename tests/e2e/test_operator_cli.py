@@ -54,3 +54,30 @@ def test_a_db_value_that_is_neither_url_nor_path_is_refused_and_creates_nothing(
     ok = cli("--db", "./q.db", "status", "--json")
     assert ok.returncode == 0, ok.stderr
     assert (cli.cwd / "q.db").exists()
+
+
+def test_dashboard_says_its_url_and_a_port_in_use_is_one_error_line(cli: Cli) -> None:
+    import socket
+    import urllib.request
+
+    from tests.e2e.test_orchestrator_cli import free_port
+    from tests.e2e.waiting import terminate_all, wait_for
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    taken = busy.getsockname()[1]
+    refused = cli("dashboard", "--port", str(taken))
+    busy.close()
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr == (
+        f"error: port {taken} on 127.0.0.1 is in use (another dashboard?): pick one with --port\n"
+    )
+    port = free_port()
+    served = cli.popen("dashboard", "--port", str(port))
+    try:
+        wait_for(lambda: f"http://127.0.0.1:{port}/" in cli.log(served), timeout=20)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            assert reply.status == 200
+    finally:
+        terminate_all([served], timeout=10)
