@@ -97,17 +97,42 @@ def stop(
     if not asked:
         output.note("no workers running")
         return
-    output.note(f"asked {len(asked)} workers to stop; waiting for them to finish their jobs")
+    # a process holds several slots (`--count`): people count processes, the table slots
+    live = [w for w in backend.list_workers(lease_ttl_s=ttl) if w.id in asked]
+    processes = len({(w.host, w.pid) for w in live}) or 1
+    output.note(
+        f"asked {_count(processes, 'worker process', 'worker processes')} "
+        f"({_count(len(asked), 'slot', 'slots')}) to stop; waiting for their jobs to finish"
+    )
     deadline = time.monotonic() + timeout
+    shown: list[str] = []
     while True:
-        alive = asked & {w.id for w in backend.list_workers(lease_ttl_s=ttl)}
+        alive = [w for w in backend.list_workers(lease_ttl_s=ttl) if w.id in asked]
         if not alive:
             output.note("all workers stopped")
             return
+        running = sorted({j for w in alive for j in w.current_jobs})
+        if running != shown:  # say what is awaited, again only when that changes
+            shown = running
+            if running:
+                output.note(f"waiting for {_count(len(running), 'job', 'jobs')}: {_ids(running)}")
         if time.monotonic() >= deadline:
-            output.error_line(f"{len(alive)} workers still running after {timeout:g}s")
+            processes = len({(w.host, w.pid) for w in alive})
+            jobs = f" running {_ids(running)}" if running else ""
+            output.error_line(
+                f"{_count(processes, 'worker process', 'worker processes')} still running "
+                f"after {timeout:g}s{jobs}"
+            )
             raise typer.Exit(1)
         time.sleep(0.25)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _ids(job_ids: list[str]) -> str:
+    return ", ".join(job_ids[:5]) + (f" and {len(job_ids) - 5} more" if len(job_ids) > 5 else "")
 
 
 @app.command("list")

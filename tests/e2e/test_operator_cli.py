@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,23 @@ def test_dashboard_says_its_url_and_a_port_in_use_is_one_error_line(cli: Cli) ->
             assert reply.status == 200
     finally:
         terminate_all([served], timeout=10)
+
+
+def test_worker_stop_counts_processes_and_slots_and_names_the_jobs_it_waits_for(
+    cli: Cli, tmp_path: Path
+) -> None:
+    from tests.e2e.waiting import terminate_all, wait_for
+
+    go = tmp_path / "go"
+    cli.enqueue({"id": "held", "command": f"while [ ! -e {go} ]; do sleep 0.05; done"})
+    worker = cli.popen("worker", "start", "--count", "4")
+    try:
+        wait_for(lambda: cli.json("show", "held", "--json")["state"] == "processing", timeout=15)
+        stop = cli.popen("worker", "stop", "--timeout", "30")
+        wait_for(lambda: "waiting for 1 job: held" in cli.log(stop), timeout=15)
+        assert "asked 1 worker process (4 slots) to stop" in cli.log(stop)
+        go.touch()
+        assert stop.wait(timeout=30) == 0, cli.log(stop)
+        assert worker.wait(timeout=15) == 0
+    finally:
+        terminate_all([worker], timeout=10)
