@@ -203,6 +203,24 @@ def policy_text(value: object) -> str:
     return str(value)
 
 
+# the keys whose values are seconds: shown to people as 7d, 1h, 30s
+DURATION_KEYS = frozenset({"backoff-max", "job-timeout", "retention-completed", "retention-dead"})
+
+
+def shown(key: str, text: str) -> str:
+    """A stored value as a person reads it: a duration key's seconds as `7d`; the rest (and
+    `none`) as stored. `config get` and `--json` keep the stored text, for scripts."""
+    if key not in DURATION_KEYS:
+        return text
+    try:
+        seconds = float(text)
+    except ValueError:
+        return text
+    from queuectl.durations import unit_duration
+
+    return unit_duration(seconds)
+
+
 class Entry(NamedTuple):
     """One key as `config list` shows it."""
 

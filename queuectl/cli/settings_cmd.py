@@ -22,8 +22,10 @@ def set_(
     value: Annotated[str, typer.Argument(metavar="VALUE", show_default=False)],
 ) -> None:
     """Set a key, e.g. `config set max-retries 5` or `config set job-timeout 10m`."""
+    from queuectl.policy import shown
+
     text = CTX.client().config_set(key, value)
-    output.emit(f"{key} = {visible(text)}")
+    output.emit(f"{key} = {visible(shown(key, text))}")
 
 
 @app.command("get")
@@ -41,7 +43,10 @@ def list_(
     if as_json:
         output.emit_json({e.key: e.value for e in entries})
         return
-    output.emit(output.table(["key", "value", "source", "meaning"], entries))
+    from queuectl.policy import shown
+
+    rows = [(e.key, shown(e.key, e.value), e.source, e.help) for e in entries]
+    output.emit(output.table(["key", "value", "source", "meaning"], rows))
 
 
 @db_app.command()

@@ -102,3 +102,16 @@ def test_worker_stop_counts_processes_and_slots_and_names_the_jobs_it_waits_for(
         assert worker.wait(timeout=15) == 0
     finally:
         terminate_all([worker], timeout=10)
+
+
+def test_config_list_shows_durations_as_people_write_them_and_json_keeps_seconds(
+    cli: Cli,
+) -> None:
+    assert (
+        cli("config", "set", "retention-completed", "14d").stdout == "retention-completed = 14d\n"
+    )
+    table = {line.split()[0]: line.split()[1] for line in cli("config", "list").stdout.splitlines()}
+    assert (table["retention-completed"], table["retention-dead"]) == ("14d", "30d")
+    assert (table["backoff-max"], table["job-timeout"], table["max-retries"]) == ("1h", "none", "3")
+    assert cli.json("config", "list", "--json")["retention-completed"] == "1209600"
+    assert cli("config", "get", "retention-completed").stdout == "1209600\n"
