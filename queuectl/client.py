@@ -381,9 +381,23 @@ class Client:
         """Every dead job back to pending; how many."""
         return self.backend.retry_all_dead()
 
-    def dlq_purge(self) -> int:
-        """Delete every dead job and its attempts; how many."""
-        return self.backend.purge_dead()
+    def dlq_purge(self, *, queue: str | None = None, older_than: Duration | None = None) -> int:
+        """Delete dead jobs and their attempts: every one, or those of `queue`, or those dead
+        longer than `older_than` (a duration); how many."""
+        return self.backend.purge_dead(**self._dead_filter(queue, older_than))
+
+    def dlq_count(self, *, queue: str | None = None, older_than: Duration | None = None) -> int:
+        """How many dead jobs `dlq_purge` with the same filters would delete now."""
+        return self.backend.count_dead(**self._dead_filter(queue, older_than))
+
+    @staticmethod
+    def _dead_filter(queue: str | None, older_than: Duration | None) -> dict[str, Any]:
+        from queuectl import specs
+
+        return {
+            "queue": None if queue is None else specs.check_queue(queue),
+            "older_than_s": None if older_than is None else specs.seconds(older_than, "older_than"),
+        }
 
     # --- schedules ----------------------------------------------------------------------------
     def add_schedule(

@@ -108,7 +108,11 @@ class JobStore(Protocol):
 
     def retry_all_dead(self) -> int: ...
 
-    def purge_dead(self) -> int: ...
+    def purge_dead(self, *, queue: str | None = None, older_than_s: float | None = None) -> int:
+        """Delete dead jobs (of one queue, dead longer than older_than_s); how many."""
+
+    def count_dead(self, *, queue: str | None = None, older_than_s: float | None = None) -> int:
+        """How many dead jobs purge_dead would delete now."""
 
 
 class WorkerStore(Protocol):

@@ -363,7 +363,17 @@ UPDATE queuectl_jobs
                         WHERE d.unique_key = queuectl_jobs.unique_key AND d.state = 'dead')));
 
 -- name: purge_dead
-DELETE FROM queuectl_jobs WHERE state = 'dead';
+-- Every dead job, or those of one queue, or those dead longer than older_s.
+DELETE FROM queuectl_jobs
+ WHERE state = 'dead' AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+   AND (%(older_s)s::float8 IS NULL
+        OR finished_at < now() - make_interval(secs => %(older_s)s::float8));
+
+-- name: count_dead
+SELECT count(*) AS n FROM queuectl_jobs
+ WHERE state = 'dead' AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+   AND (%(older_s)s::float8 IS NULL
+        OR finished_at < now() - make_interval(secs => %(older_s)s::float8));
 
 -- name: has_work
 SELECT EXISTS (

@@ -291,7 +291,14 @@ UPDATE queuectl_jobs
                         WHERE d.unique_key = queuectl_jobs.unique_key AND d.state = 'dead')));
 
 -- name: purge_dead
-DELETE FROM queuectl_jobs WHERE state = 'dead';
+DELETE FROM queuectl_jobs
+ WHERE state = 'dead' AND (:queue IS NULL OR queue = :queue)
+   AND (:older_s IS NULL OR finished_at < :now - :older_s);
+
+-- name: count_dead
+SELECT count(*) AS n FROM queuectl_jobs
+ WHERE state = 'dead' AND (:queue IS NULL OR queue = :queue)
+   AND (:older_s IS NULL OR finished_at < :now - :older_s);
 
 -- name: has_work
 SELECT EXISTS (

@@ -270,8 +270,12 @@ class SqlBackend:
                 self._notify(s, {"*": 0})
             return count
 
-    def purge_dead(self) -> int:
-        return self._write("purge_dead")
+    def purge_dead(self, *, queue: str | None = None, older_than_s: float | None = None) -> int:
+        return self._write("purge_dead", {"queue": queue, "older_s": older_than_s})
+
+    def count_dead(self, *, queue: str | None = None, older_than_s: float | None = None) -> int:
+        rows = self._read("count_dead", {"queue": queue, "older_s": older_than_s})
+        return int(rows[0]["n"])
 
     # --- workers ----------------------------------------------------------------------------------
     def claim(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -73,9 +74,36 @@ def retry(
 
 
 @app.command()
-def purge(as_json: output.JsonFlag = False) -> None:
-    """Delete every dead job and its attempts."""
-    count = CTX.client().dlq_purge()
+def purge(
+    queue: Annotated[str | None, typer.Option(help="Only this queue's dead jobs.")] = None,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="Only jobs dead longer than this (7d).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (on a terminal).")] = False,
+    as_json: output.JsonFlag = False,
+) -> None:
+    """Delete dead jobs and their attempts: every one, or those matching the filters. On a
+    terminal it asks first (--yes skips that); from a script or pipe it never asks.
+
+    Example: queuectl dlq purge --queue mail --older-than 7d --yes
+    """
+    client = CTX.client()
+    filters = {"queue": queue, "older_than": older_than}
+    if not yes and sys.stdin.isatty():
+        matching = client.dlq_count(**filters)
+        if matching == 0:
+            output.note("no dead jobs match: nothing to purge")
+        else:
+            which = "".join(
+                [
+                    f" of queue {queue}" if queue else "",
+                    f" dead over {older_than}" if older_than else "",
+                ]
+            )
+            if not typer.confirm(f"delete {matching} dead jobs{which} and their attempts?"):
+                output.error_line("purge cancelled: nothing deleted")
+                raise typer.Exit(1)
+    count = client.dlq_purge(**filters)
     if as_json:
         output.emit_json({"purged": count})
     else:

@@ -115,3 +115,61 @@ def test_config_list_shows_durations_as_people_write_them_and_json_keeps_seconds
     assert (table["backoff-max"], table["job-timeout"], table["max-retries"]) == ("1h", "none", "3")
     assert cli.json("config", "list", "--json")["retention-completed"] == "1209600"
     assert cli("config", "get", "retention-completed").stdout == "1209600\n"
+
+
+def dead_jobs(cli: Cli, *queues: str) -> None:
+    for i, queue in enumerate(queues):
+        cli.enqueue({"id": f"d{i}", "command": "exit 1", "queue": queue, "max_retries": 0})
+    run = cli("worker", "start", "--burst")
+    assert run.returncode == 0, run.stderr
+
+
+def test_dlq_purge_filters_by_queue_and_age_and_never_asks_a_pipe(cli: Cli) -> None:
+    dead_jobs(cli, "mail", "mail", "api")
+    assert cli.json("dlq", "purge", "--older-than", "1h", "--json") == {"purged": 0}
+    assert cli.json("dlq", "purge", "--queue", "mail", "--json") == {"purged": 2}
+    assert [j["id"] for j in cli.json("dlq", "list", "--json")] == ["d2"]
+    bad = cli("dlq", "purge", "--older-than", "soon")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+    assert cli.json("dlq", "purge", "--json") == {"purged": 1}
+
+
+def test_dlq_purge_asks_on_a_terminal(cli: Cli) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    dead_jobs(cli, "mail")
+
+    def on_a_terminal(answer: bytes, *args: str) -> tuple[int, str]:
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "queuectl", "dlq", "purge", *args],
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            env=cli.env(),
+            cwd=cli.cwd,
+        )
+        os.close(follower)
+        os.write(leader, answer)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(leader)
+        return proc.wait(timeout=30), out.decode(errors="replace")
+
+    code, text = on_a_terminal(b"n\n")
+    assert code == 1, text
+    assert "delete 1 dead jobs and their attempts? [y/N]" in text
+    assert "purge cancelled: nothing deleted" in text
+    assert len(cli.json("dlq", "list", "--json")) == 1
+    code, text = on_a_terminal(b"", "--yes")
+    assert code == 0 and "purged 1 dead jobs" in text and "[y/N]" not in text
