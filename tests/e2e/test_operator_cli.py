@@ -173,3 +173,17 @@ def test_dlq_purge_asks_on_a_terminal(cli: Cli) -> None:
     assert len(cli.json("dlq", "list", "--json")) == 1
     code, text = on_a_terminal(b"", "--yes")
     assert code == 0 and "purged 1 dead jobs" in text and "[y/N]" not in text
+
+
+def test_bulk_enqueue_can_print_ids_only_or_nothing(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "jobs.ndjson"
+    path.write_text(
+        "".join(json.dumps({"id": f"b{i}", "command": "true"}) + "\n" for i in range(3))
+    )
+    ids = cli("enqueue", "--file", str(path), "--ids")
+    assert (ids.returncode, ids.stdout) == (0, "b0\nb1\nb2\n")
+    path.write_text(json.dumps({"command": "true"}) + "\n")
+    quiet = cli("enqueue", "--file", str(path), "--quiet")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "enqueued 1 jobs\n")
+    one = cli("enqueue", "-c", "true", "--id", "solo", "--ids")
+    assert one.stdout == "solo\n"
