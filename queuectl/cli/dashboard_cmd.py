@@ -56,9 +56,10 @@ def dashboard(
     # log its own message and exit 3, the code for "not found"), and the socket is handed to
     # uvicorn, so nothing can take the port in between
     sock = _bind(host, port)
+    import structlog
     import uvicorn
 
-    from queuectl.cli import output, runtime
+    from queuectl.cli import runtime
     from queuectl.web.app import create_app
 
     runtime.start_process("dashboard", pool_size=4, metrics_port=None)
@@ -83,7 +84,8 @@ def dashboard(
 
     runtime.on_stop_signals(stop)
     shown = f"[{host}]" if ":" in host else host
-    output.note(f"dashboard: http://{shown}:{port}/ (Ctrl-C to stop)")
+    # a log event, not a bare line: a container logging JSON gets it as JSON too
+    structlog.get_logger("queuectl").info("dashboard_serving", url=f"http://{shown}:{port}/")
     server.run(sockets=[sock])
 
 

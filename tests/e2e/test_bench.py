@@ -24,7 +24,7 @@ def test_bench_measures_and_leaves_no_jobs_behind(cli: Cli, tmp_path: Path) -> N
     result = cli(
         "bench",
         "--jobs",
-        "40",
+        "300",  # a drain long enough for the server's CPU to pass a /proc tick (40 read 0 s once)
         "--workers",
         "1",
         "--slots",
@@ -55,7 +55,7 @@ def test_bench_measures_and_leaves_no_jobs_behind(cli: Cli, tmp_path: Path) -> N
         assert all(values[row] > 0 for row in db_rows), values
     else:
         assert not db_rows & set(values)
-    assert doc["params"] == {"jobs": 40, "workers": 1, "slots": 2}
+    assert doc["params"] == {"jobs": 300, "workers": 1, "slots": 2}
     assert "drain, noop executor" in result.stdout
     # the user's queue is untouched, and the benchmark's own jobs are gone
     assert [j["id"] for j in cli.json("list", "--json", "--limit", "1000")] == ["mine"]
