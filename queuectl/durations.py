@@ -21,17 +21,18 @@ def parse_duration(text: str, *, what: str) -> float:
     return seconds
 
 
-def parse_time(text: str, *, what: str) -> datetime:
-    """An ISO 8601 / RFC 3339 time; one without a zone is taken as UTC."""
+def parse_time(text: str, *, what: str, local: bool = False) -> datetime:
+    """An ISO 8601 / RFC 3339 time; one without a zone is taken as UTC, or with `local` as
+    this machine's local time (DST included)."""
     try:
         value = datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
         raise errors.UsageError(
             f"{what}: {text!r} is not a time (use RFC 3339, e.g. 2026-01-31T09:00:00Z)"
         ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     try:
+        if value.tzinfo is None:
+            value = value.astimezone() if local else value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
     except OverflowError:
         raise errors.UsageError(f"{what}: {text!r} is out of range") from None

@@ -16,6 +16,7 @@ from queuectl import errors, models, sessions
 from queuectl.attempts import AttemptRunner
 from queuectl.backends.base import Backend
 from queuectl.config import Settings
+from queuectl.durations import format_duration
 from queuectl.executors import Executor
 from queuectl.leases import LeaseKeeper
 from queuectl.observe import NULL_METRICS, MetricsLike
@@ -77,6 +78,9 @@ class Worker:
         # announced a job while every slot was busy. Only then does a freed slot claim at once.
         self._backlog = True
         self._burst = False
+        self._awaited: tuple[int, str | None] | None = None  # what a burst worker last said
+        self._awaited_look = 0.0  # monotonic: when a burst worker may look again
+        self._awaited_said = 0.0  # monotonic: when it last said it
         self._settings_version: str | None = None
         # the chance this worker answers a NOTIFY for one job: halved each time its claim
         # finds the job taken, doubled each time it wins (see _on_job_notice)
@@ -248,8 +252,10 @@ class Worker:
                     self.leases.renew_now()
             if self._backlog and claimed:
                 continue
-            if burst and not self.slots and not self.attempts.unwritten and not self._has_work():
-                return
+            if burst and not self.slots and not self.attempts.unwritten:
+                if not self._has_work():
+                    return
+                self._say_awaited()
             # The queue was empty at the last look: no quick re-looks (in a fleet, each would
             # be hundreds of empty claims). Woken early by a NOTIFY, a freed slot with work
             # left behind, or stop(); else poll, never past a retry this process scheduled.
@@ -311,6 +317,32 @@ class Worker:
             return self.backend.has_work(self.queues)
         except errors.BackendError:
             return True
+
+    def _say_awaited(self) -> None:
+        """A burst worker with nothing to run but work ahead (a retry's backoff, a queue's
+        limit) says what it waits for and until when: once, again when that changes, and
+        every 10 minutes; else an hour's backoff looks like a hang. It looks every 10 s at
+        most: the count is a scan, the idle loop's has_work only an EXISTS."""
+        now = time.monotonic()
+        if now < self._awaited_look:
+            return
+        self._awaited_look = now + 10
+        try:
+            jobs, next_at = self.backend.work_outlook(self.queues)
+        except errors.BackendError:
+            return
+        seen = (jobs, models.iso(next_at))
+        if jobs == 0 or (seen == self._awaited and now - self._awaited_said < 600):
+            return
+        self._awaited, self._awaited_said = seen, now
+        wait_s = 0.0 if next_at is None else (next_at - models.utcnow()).total_seconds()
+        self._log.info(
+            "burst_waiting",
+            jobs=jobs,
+            next_due=seen[1],
+            # due now yet unclaimed: a queue's concurrency or rate limit holds it
+            due_in=format_duration(wait_s) if wait_s > 0 else "now, held by a queue limit",
+        )
 
     def _drain(self) -> None:
         """Until every running job has ended (a job's thread frees its slot last)."""

@@ -177,6 +177,9 @@ class WorkerStore(Protocol):
     def has_work(self, queues: Sequence[str]) -> bool:
         """Whether jobs in these queues are due now or waiting out a retry backoff."""
 
+    def work_outlook(self, queues: Sequence[str]) -> tuple[int, datetime | None]:
+        """What has_work sees: how many such jobs, and the earliest one's run_at."""
+
 
 class SettingsStore(Protocol):
     """The settings table: the queue policy every worker shares."""

@@ -384,6 +384,14 @@ SELECT EXISTS (
      AND queue NOT IN (SELECT name FROM queuectl_queues WHERE paused)
 ) AS has_work;
 
+-- name: work_outlook
+-- what a burst worker waits for: how many jobs, and when the first falls due
+SELECT count(*) AS n, min(run_at) AS next_at FROM queuectl_jobs
+ WHERE (state = 'failed' OR (state = 'pending' AND run_at <= now()))
+   AND (expires_at IS NULL OR expires_at > now())
+   AND (cardinality(%(queues)s::text[]) = 0 OR queue = ANY(%(queues)s))
+   AND queue NOT IN (SELECT name FROM queuectl_queues WHERE paused);
+
 -- name: get_settings
 SELECT key, value FROM queuectl_settings ORDER BY key;
 

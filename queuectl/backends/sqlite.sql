@@ -310,6 +310,15 @@ SELECT EXISTS (
      AND queue NOT IN (SELECT name FROM queuectl_queues WHERE paused)
 ) AS has_work;
 
+-- name: work_outlook
+-- what a burst worker waits for: how many jobs, and when the first falls due
+SELECT count(*) AS n, min(run_at) AS next_at FROM queuectl_jobs
+ WHERE (state = 'failed' OR (state = 'pending' AND run_at <= :now))
+   AND (expires_at IS NULL OR expires_at > :now)
+   AND (json_array_length(:queues) = 0
+        OR queue IN (SELECT value FROM json_each(:queues)))
+   AND queue NOT IN (SELECT name FROM queuectl_queues WHERE paused);
+
 -- name: get_settings
 SELECT key, value FROM queuectl_settings ORDER BY key;
 

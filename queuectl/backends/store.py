@@ -457,6 +457,11 @@ class SqlBackend:
         rows = self._read("has_work", {"queues": self.c.param_ids(list(queues))})
         return bool(rows[0]["has_work"])
 
+    def work_outlook(self, queues: Sequence[str]) -> tuple[int, datetime | None]:
+        row = self._read("work_outlook", {"queues": self.c.param_ids(list(queues))})[0]
+        next_at = row["next_at"]
+        return int(row["n"]), None if next_at is None else self.c.to_time(next_at)
+
     # --- settings ---------------------------------------------------------------------------------
     def get_settings(self) -> dict[str, str]:
         with self.c.single() as s:

@@ -44,7 +44,13 @@ def enqueue(
     queue: Annotated[str | None, typer.Option(help="Queue name (default: default).")] = None,
     priority: Annotated[int | None, typer.Option(help="Higher runs first (default: 0).")] = None,
     delay: Annotated[str | None, typer.Option(help="Run after this long: 30s, 5m, 2h.")] = None,
-    run_at: Annotated[str | None, typer.Option("--run-at", help="Run at (RFC 3339).")] = None,
+    run_at: Annotated[
+        str | None,
+        typer.Option(
+            "--run-at",
+            help="Run at this time: 2030-01-31T09:00:00Z, +01:00; without a zone, local time.",
+        ),
+    ] = None,
     timeout: Annotated[
         str | None,
         typer.Option(help="Per-attempt limit: 30s, 5m; 0 = none (default: config job-timeout)."),
@@ -97,7 +103,7 @@ def enqueue(
         queue=queue,
         priority=priority,
         delay=delay,
-        run_at=run_at,
+        run_at=_run_at(run_at),
         timeout=timeout,
         max_retries=max_retries,
         ttl=ttl,
@@ -203,3 +209,21 @@ def job_lines(batch: "Enqueued") -> Iterator[str]:
 
 def _time(value: datetime) -> str:
     return f'"{models.iso(value)}"'
+
+
+def _run_at(text: str | None) -> str | None:
+    """--run-at as a person types it: without a zone it is this machine's local time (as
+    `at` and pueue read it), and stderr says how it was read. JSON `run_at` stays UTC when
+    it has no zone: documents move between machines, the typist's zone does not."""
+    if text is None:
+        return None
+    from queuectl.durations import parse_time
+
+    when = parse_time(text, what="--run-at", local=True)  # a bad time: exit 2 here
+    if datetime.fromisoformat(text.strip().replace("z", "Z")).tzinfo is None:
+        local = when.astimezone()
+        output.note(
+            f"--run-at has no zone: read as local time {local.isoformat(' ', 'seconds')}"
+            f" ({local.tzname()}), {models.iso(when)}"
+        )
+    return models.iso(when)

@@ -129,6 +129,7 @@ def logs(
     printed = 0
     # a program reading the pipe wants the job's bytes; a person's terminal must not obey them
     shown = visible_lines if not raw and sys.stdout.isatty() else None
+    said = ""
     try:
         while True:
             run = client.run(job_id, attempt)
@@ -139,13 +140,32 @@ def logs(
                 printed = run.output_bytes
             if not follow or (run is not None and run.finished_at is not None):
                 break
-            if run is None and client.get(job_id).state in models.TERMINAL_STATES:
-                break
+            if run is None:
+                job = client.get(job_id)
+                if job.state in models.TERMINAL_STATES:
+                    break
+                # say what the follow waits for (and again when that changes), else a job
+                # due in 2 h looks like a hang
+                if (awaited := _awaited(job, models.utcnow())) != said:
+                    output.note(f"waiting: {awaited}")
+                    said = awaited
             time.sleep(0.3)
     except KeyboardInterrupt:
         return
     if run is None and not follow:
-        output.note(f"job {job_id} has not run yet")
+        output.note(f"no attempt yet: {_awaited(client.get(job_id), models.utcnow())}")
+
+
+def _awaited(job: models.Job, now: datetime) -> str:
+    """Why a job has no attempt to show yet, and until when."""
+    if job.state is models.JobState.BLOCKED:
+        return f"job {job.id} is blocked until its dependencies complete (queuectl show {job.id})"
+    if job.state in models.TERMINAL_STATES:
+        return f"job {job.id} is {job.state}"
+    if job.run_at > now:
+        due = f"due {models.iso(job.run_at)} ({output.ago(job.run_at, now)})"
+        return f"job {job.id} is {job.state}, {due}"
+    return f"job {job.id} is due, waiting for a worker on queue {job.queue}"
 
 
 def _unseen(run: "models.Run", printed: int) -> str:
@@ -233,23 +253,42 @@ def status(
     as_json: output.JsonFlag = False,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh every 2 s.")] = False,
 ) -> None:
-    """Job counts per state and queue, live workers, DLQ size."""
+    """Job counts per state and queue, live workers, DLQ size, and the database they are in
+    (its password masked).
+
+    Example: queuectl --db postgresql://queuectl@db/queuectl status --watch
+    """
     client = CTX.client()
+    where = database_shown(CTX.settings.database_url)
     try:
         while True:
             stats = client.status()
             if watch and sys.stdout.isatty() and not as_json:
                 sys.stdout.write("\x1b[H\x1b[2J")
             if as_json:
-                output.emit_json(stats.to_json())
+                output.emit_json({**stats.to_json(), "database": where})
             else:
-                output.emit(_status_text(stats))
+                output.emit(_status_text(stats) + f"\ndatabase: {visible(where)}")
             if not watch:
                 return
             sys.stdout.flush()
             time.sleep(2)
     except KeyboardInterrupt:
         return
+
+
+def database_shown(url: str) -> str:
+    """The database as a person should read it: a SQLite file as its absolute path (a typo
+    shows up as a file in an unexpected place), a server URL with its password masked."""
+    import os
+
+    if url.startswith("sqlite:///"):
+        url = url.removeprefix("sqlite:///")  # what open_backend opens: sqlite:////abs -> /abs
+    elif "://" in url:
+        from queuectl.backends import redact
+
+        return redact(url)
+    return os.path.abspath(os.path.expanduser(url))
 
 
 def _status_text(stats: models.QueueStats) -> str:
