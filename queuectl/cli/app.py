@@ -3,6 +3,7 @@
 # no `from __future__ import annotations`: typer would evaluate _global's strings on each call
 import contextlib
 import importlib
+import os
 import sys
 from typing import Annotated
 
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("queuectl.cli.jobs", "stats"),
     "dashboard": ("queuectl.cli.dashboard_cmd", "dashboard"),
     "bench": ("queuectl.cli.bench_cmd", "bench"),
+    "completion": ("queuectl.cli.completion_cmd", "completion"),
     "worker": ("queuectl.cli.workers", "app"),
     "queue": ("queuectl.cli.queues_cmd", "app"),
     "dlq": ("queuectl.cli.dlq", "app"),
@@ -74,8 +76,9 @@ def build_app(only: str | None = None) -> typer.Typer:
         name="queuectl",
         help="Run shell commands as background jobs: retries, a dead letter queue, crash-safe "
         "workers. SQLite by default; PostgreSQL for a fleet.",
+        epilog="Example: queuectl enqueue -c 'make report' && queuectl worker start --burst",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=False,  # `queuectl completion SHELL` instead: DECISIONS.md §29
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
@@ -114,6 +117,11 @@ def __getattr__(name: str) -> typer.Typer:
 
 def main() -> None:
     """Console-script entry: every QueuectlError becomes one stderr line and its exit code."""
+    if instruction := os.environ.get("_QUEUECTL_COMPLETE"):
+        # a shell asking for candidates (the scripts of `queuectl completion SHELL`)
+        from queuectl.cli.completion_cmd import answer
+
+        sys.exit(answer(instruction))
     code = 0
     try:
         app = build_app(command_named(sys.argv[1:]))

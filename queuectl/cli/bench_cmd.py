@@ -46,7 +46,10 @@ def bench(
 ) -> None:
     """Measure throughput, enqueue rates and CLI start-up on this machine and database.
 
-    Jobs go to a private queue that is deleted afterwards; run it on a quiet database."""
+    Jobs go to a private queue that is deleted afterwards; run it on a quiet database.
+
+    Example: queuectl bench --scratch --jobs 5000 --workers 4 --json bench.json
+    """
     import json
     import tempfile
     from pathlib import Path

@@ -29,7 +29,10 @@ def dashboard(
         ),
     ] = None,
 ) -> None:
-    """Serve the web dashboard; off localhost it requires QUEUECTL_DASHBOARD_TOKEN."""
+    """Serve the web dashboard; off localhost it requires QUEUECTL_DASHBOARD_TOKEN.
+
+    Example: QUEUECTL_DASHBOARD_TOKEN=s3cret queuectl dashboard --host 0.0.0.0 --port 8080
+    """
     from queuectl.web import security
 
     settings = CTX.settings

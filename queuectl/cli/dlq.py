@@ -8,21 +8,28 @@ from typing import Annotated
 import typer
 
 from queuectl import errors
-from queuectl.cli import output
+from queuectl.cli import complete, output
 from queuectl.cli.context import CTX
 
 app = typer.Typer(
-    help="The dead letter queue: jobs that used up their retries.", no_args_is_help=True
+    help="The dead letter queue: jobs that used up their retries.",
+    epilog="Example: queuectl dlq list --queue mail",
+    no_args_is_help=True,
 )
 
 
 @app.command("list")
 def list_dead(
-    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    queue: Annotated[
+        str | None, typer.Option(help="Only this queue.", autocompletion=complete.queue_names)
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
     as_json: output.JsonFlag = False,
 ) -> None:
-    """Dead jobs, newest first, with their last error."""
+    """Dead jobs, newest first, with their last error.
+
+    Example: queuectl dlq list --queue mail --limit 20
+    """
     dead = CTX.client().dlq(queue=queue, limit=limit)
     if as_json:
         output.emit_json([j.to_json() for j in dead])
@@ -50,11 +57,17 @@ def list_dead(
 
 @app.command()
 def retry(
-    job_ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...")] = None,
+    job_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[ID]...", autocompletion=complete.dead_job_ids),
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every dead job.")] = False,
     as_json: output.JsonFlag = False,
 ) -> None:
-    """Move dead jobs back to pending with attempts reset to 0 (max_retries kept)."""
+    """Move dead jobs back to pending with attempts reset to 0 (max_retries kept).
+
+    Example: queuectl dlq retry build-1 build-2
+    """
     if bool(job_ids) == all_:
         raise errors.UsageError("give job ids or --all")
     client = CTX.client()
@@ -75,7 +88,10 @@ def retry(
 
 @app.command()
 def purge(
-    queue: Annotated[str | None, typer.Option(help="Only this queue's dead jobs.")] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(help="Only this queue's dead jobs.", autocompletion=complete.queue_names),
+    ] = None,
     older_than: Annotated[
         str | None, typer.Option("--older-than", help="Only jobs dead longer than this (7d).")
     ] = None,

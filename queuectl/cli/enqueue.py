@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from queuectl import errors, models, specs
-from queuectl.cli import output
+from queuectl.cli import complete, output
 from queuectl.cli.context import CTX
 
 if TYPE_CHECKING:
@@ -41,7 +41,10 @@ def enqueue(
     command: Annotated[
         str | None, typer.Option("--command", "-c", help="Shell command (instead of JSON).")
     ] = None,
-    queue: Annotated[str | None, typer.Option(help="Queue name (default: default).")] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(help="Queue name (default: default).", autocompletion=complete.queue_names),
+    ] = None,
     priority: Annotated[int | None, typer.Option(help="Higher runs first (default: 0).")] = None,
     delay: Annotated[str | None, typer.Option(help="Run after this long: 30s, 5m, 2h.")] = None,
     run_at: Annotated[
@@ -72,6 +75,7 @@ def enqueue(
             "--after",
             help="Run only after this job completed (repeatable); blocked until then.",
             show_default=False,
+            autocompletion=complete.job_ids,
         ),
     ] = None,
     unique_key: Annotated[

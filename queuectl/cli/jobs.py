@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from queuectl import errors, models
-from queuectl.cli import output
+from queuectl.cli import complete, output
 from queuectl.cli.context import CTX
 from queuectl.durations import format_duration
 from queuectl.safetext import visible, visible_lines
@@ -19,12 +19,20 @@ STATES = ", ".join(s.value for s in models.JobState)
 
 
 def list_jobs(
-    state: Annotated[str | None, typer.Option(help=f"Only this state: {STATES}.")] = None,
-    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(help=f"Only this state: {STATES}.", autocompletion=complete.states),
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option(help="Only this queue.", autocompletion=complete.queue_names)
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many.")] = 100,
     as_json: output.JsonFlag = False,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first.
+
+    Example: queuectl list --state failed --queue mail --limit 20
+    """
     found = CTX.client().list(state=state, queue=queue, limit=limit)
     if as_json:
         output.emit_json([j.to_json() for j in found])
@@ -61,10 +69,15 @@ def _when(job: models.Job, now: datetime) -> str:
 
 
 def show(
-    job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False)],
+    job_id: Annotated[
+        str, typer.Argument(metavar="ID", show_default=False, autocompletion=complete.job_ids)
+    ],
     as_json: output.JsonFlag = False,
 ) -> None:
-    """A job with every attempt."""
+    """A job with every attempt.
+
+    Example: queuectl show build-1 --json | jq '.runs[-1].exit_code'
+    """
     client = CTX.client()
     job = client.get(job_id)
     runs = client.runs(job_id)
@@ -108,7 +121,9 @@ def show(
 
 
 def logs(
-    job_id: Annotated[str, typer.Argument(metavar="ID", show_default=False)],
+    job_id: Annotated[
+        str, typer.Argument(metavar="ID", show_default=False, autocompletion=complete.job_ids)
+    ],
     attempt: Annotated[
         int | None, typer.Option(min=1, help="Attempt number (from 1; default: the latest).")
     ] = None,
@@ -124,6 +139,8 @@ def logs(
     On a terminal, control characters other than newline and tab show
     escaped (\\x1b, \\r): a job's output cannot rewrite the screen, the
     title or the clipboard. --raw, or a pipe, prints the output as captured.
+
+    Example: queuectl logs build-1 --attempt 2; queuectl logs build-2 --follow
     """
     client = CTX.client()
     printed = 0
@@ -181,7 +198,12 @@ def _unseen(run: "models.Run", printed: int) -> str:
 
 
 def cancel(
-    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", show_default=False)],
+    job_ids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="ID...", show_default=False, autocompletion=complete.cancellable_job_ids
+        ),
+    ],
     as_json: output.JsonFlag = False,
 ) -> None:
     """Cancel pending, failed or blocked jobs (all or none); running ones are killed by their
@@ -203,7 +225,12 @@ def cancel(
 
 
 def retry(
-    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", show_default=False)],
+    job_ids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="ID...", show_default=False, autocompletion=complete.retryable_job_ids
+        ),
+    ],
     as_json: output.JsonFlag = False,
 ) -> None:
     """Run failed, dead or cancelled jobs again now (dead/cancelled start over at 0 attempts);
@@ -220,7 +247,10 @@ def retry(
 
 
 def wait(
-    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", show_default=False)],
+    job_ids: Annotated[
+        list[str],
+        typer.Argument(metavar="ID...", show_default=False, autocompletion=complete.job_ids),
+    ],
     timeout: Annotated[
         str | None, typer.Option(help="Give up after this long (30s, 5m): exit 124.")
     ] = None,
@@ -311,10 +341,15 @@ def stats(
     since: Annotated[
         str, typer.Option(help="Window: attempts finished in the last 30m, 1h, 7d…")
     ] = "1h",
-    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    queue: Annotated[
+        str | None, typer.Option(help="Only this queue.", autocompletion=complete.queue_names)
+    ] = None,
     as_json: output.JsonFlag = False,
 ) -> None:
-    """Throughput, success rate and run/wait times of finished attempts, per queue."""
+    """Throughput, success rate and run/wait times of finished attempts, per queue.
+
+    Example: queuectl stats --since 24h --queue mail --json
+    """
     from queuectl.durations import parse_duration
 
     window_s = parse_duration(since, what="--since")

@@ -6,16 +6,20 @@ from typing import Annotated, Any
 import typer
 
 from queuectl import models, queues
-from queuectl.cli import output
+from queuectl.cli import complete, output
 from queuectl.cli.context import CTX
 from queuectl.durations import format_duration
 
 app = typer.Typer(
     help="Pause queues and limit them (concurrency, rate) across every worker on every host.",
+    epilog="Example: queuectl queue set mail --rate 100/1m",
     no_args_is_help=True,
 )
 
-Names = Annotated[list[str], typer.Argument(metavar="QUEUE...", show_default=False)]
+Names = Annotated[
+    list[str],
+    typer.Argument(metavar="QUEUE...", show_default=False, autocompletion=complete.queue_names),
+]
 
 
 @app.command("list")
@@ -86,7 +90,10 @@ def resume(names: Names, as_json: output.JsonFlag = False) -> None:
 
 @app.command("set")
 def set_queue(
-    name: Annotated[str, typer.Argument(metavar="QUEUE", show_default=False)],
+    name: Annotated[
+        str,
+        typer.Argument(metavar="QUEUE", show_default=False, autocompletion=complete.queue_names),
+    ],
     concurrency: Annotated[
         str | None,
         typer.Option(
