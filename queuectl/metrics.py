@@ -8,11 +8,19 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from queuectl import __version__, errors, models
+from queuectl.observe import NOTHING, CounterLike, GaugeLike, HistogramLike
 
 if TYPE_CHECKING:
     from queuectl.backends.base import Backend
@@ -24,18 +32,48 @@ CLAIM_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 log = logging.getLogger(__name__)
 
+# No `*_created` series: one extra series per counter and histogram child (a timestamp of the
+# child's first use) that no dashboard or alert reads, and Prometheus 2.x stores as a plain
+# gauge. The switch is process-wide; only queuectl's own processes import this module (a
+# worker or orchestrator with --metrics-port, the dashboard's /metrics).
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 
 class Metrics:
-    """Every metric a worker or orchestrator process exports, on one registry (what
-    observe.MetricsLike names; a process without a metrics port gets observe.NullMetrics)."""
+    """The metrics one process exports, on one registry (what observe.MetricsLike names).
+
+    A process registers only the series it owns: a worker its slots and attempts, an
+    orchestrator its leader lease and sweeps, a SQLite worker that embeds the orchestrator
+    both, the dashboard neither (its /metrics is the build info and the queue collector).
+    An instrument the process does not own stays observe.NOTHING: counting into it is a
+    no-op, and no series reads 0 for something this process never does."""
 
     def __init__(self, role: str) -> None:
         self.role = role
         self.registry = CollectorRegistry()
-        r = self.registry
-        Info("queuectl_build", "Version of queuectl", registry=r).info(
+        Info("queuectl_build", "Version of queuectl", registry=self.registry).info(
             {"version": __version__, "role": role}
         )
+        self.claimed: CounterLike = NOTHING
+        self.finished: CounterLike = NOTHING
+        self.db_errors: CounterLike = NOTHING
+        self.recovered: CounterLike = NOTHING
+        self.schedules_fired: CounterLike = NOTHING
+        self.sweeps: CounterLike = NOTHING
+        self.run_duration: HistogramLike = NOTHING
+        self.queue_wait: HistogramLike = NOTHING
+        self.claim_latency: HistogramLike = NOTHING
+        self.busy_slots: GaugeLike = NOTHING
+        self.slots: GaugeLike = NOTHING
+        self.leader: GaugeLike = NOTHING
+        if role == "worker":
+            self.add_worker_metrics()
+        elif role == "orchestrator":
+            self.add_orchestrator_metrics()
+
+    def add_worker_metrics(self) -> None:
+        """Slots, claims and attempts: what `worker start` counts."""
+        r = self.registry
         self.claimed = Counter(
             "queuectl_jobs_claimed", "Jobs claimed by this process", ["queue"], registry=r
         )
@@ -73,11 +111,12 @@ class Metrics:
             ["operation"],
             registry=r,
         )
-        self.recovered = Counter(
-            "queuectl_jobs_recovered",
-            "Jobs recovered by this process after their worker was lost",
-            registry=r,
-        )
+        self._add_recovered()
+
+    def add_orchestrator_metrics(self) -> None:
+        """The leader lease, sweeps and cron: what `orchestrator run` counts, and a SQLite
+        `worker start` that carries the orchestrator's duties."""
+        r = self.registry
         self.schedules_fired = Counter(
             "queuectl_schedules_fired", "Cron slots that enqueued a job", registry=r
         )
@@ -90,6 +129,16 @@ class Metrics:
         self.leader = Gauge(
             "queuectl_orchestrator_leader", "1 while this orchestrator holds the lease", registry=r
         )
+        self._add_recovered()
+
+    def _add_recovered(self) -> None:
+        # both a worker and an orchestrator recover lost jobs (recovery.py): one series
+        if self.recovered is NOTHING:
+            self.recovered = Counter(
+                "queuectl_jobs_recovered",
+                "Jobs recovered by this process after their worker was lost",
+                registry=self.registry,
+            )
 
     def serve(self, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 (scraped remotely)
         from prometheus_client import start_http_server
@@ -114,20 +163,42 @@ class Metrics:
         )
         gauge.labels(role=self.role).set_function(lambda: float(held()))
 
-    def add_queue_collector(self, backend: Backend, *, lease_ttl_s: float) -> None:
-        self.registry.register(QueueCollector(backend, lease_ttl_s=lease_ttl_s))
+    def add_queue_collector(
+        self, backend: Backend, *, lease_ttl_s: float, when: Callable[[], bool] | None = None
+    ) -> None:
+        """The queue gauges, read from the database at each scrape. With `when` (the leader
+        lease of an orchestrator, embedded or not), only while it returns True: the fleet
+        runs the queries once per scrape, not once per process. Otherwise the scrape costs
+        one cheap read and exports queuectl_db_up alone."""
+        self.registry.register(QueueCollector(backend, lease_ttl_s=lease_ttl_s, when=when))
 
 
 class QueueCollector(Collector):
     """Queue depth and flow settings from the database at scrape time: right however many
     workers run."""
 
-    def __init__(self, backend: Backend, *, lease_ttl_s: float) -> None:
+    def __init__(
+        self, backend: Backend, *, lease_ttl_s: float, when: Callable[[], bool] | None = None
+    ) -> None:
         self.backend = backend
         self.lease_ttl_s = lease_ttl_s
+        self.when = when
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("queuectl_db_up", "1 when the database answered this scrape")
+        if self.when is not None and not self.when():
+            # a standby: the leader exports the queue; this process says only whether it
+            # reaches the database (one single-row read), so `min(queuectl_db_up)` names any
+            # process that cannot
+            try:
+                self.backend.get_settings()
+            except errors.QueuectlError as exc:
+                log.warning("metrics scrape failed: %s", exc)
+                up.add_metric([], 0)
+            else:
+                up.add_metric([], 1)
+            yield up
+            return
         try:
             stats = self.backend.stats(lease_ttl_s=self.lease_ttl_s)
             oldest = self.backend.oldest_due()

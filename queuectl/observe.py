@@ -75,16 +75,17 @@ class _Nothing:
         pass
 
 
-_NOTHING = _Nothing()
+# public: metrics.Metrics leaves the instruments a process does not own as this
+NOTHING = _Nothing()
 
 
 class NullMetrics:
     """The metrics of a process started without --metrics-port: every call is a no-op, so
     the code that counts reads the same with or without Prometheus."""
 
-    claimed = finished = db_errors = recovered = schedules_fired = sweeps = _NOTHING
-    run_duration = queue_wait = claim_latency = _NOTHING
-    busy_slots = slots = leader = _NOTHING
+    claimed = finished = db_errors = recovered = schedules_fired = sweeps = NOTHING
+    run_duration = queue_wait = claim_latency = NOTHING
+    busy_slots = slots = leader = NOTHING
 
 
 NULL_METRICS: MetricsLike = NullMetrics()

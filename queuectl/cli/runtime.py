@@ -24,7 +24,9 @@ MetricsPort = Annotated[
 def start_process(
     role: str, *, pool_size: int, metrics_port: int | None
 ) -> tuple[Backend, Metrics | None]:
-    """Logging, a pooled backend, and (when asked) the /metrics server of one process."""
+    """Logging, a pooled backend, and (when asked) the metrics of one process: the caller
+    registers what the process exports, then calls `metrics.serve(port)`, so no scrape
+    ever sees half the series."""
     import structlog
 
     from queuectl import logs
@@ -38,7 +40,6 @@ def start_process(
         from queuectl.metrics import Metrics
 
         metrics = Metrics(role)
-        metrics.serve(metrics_port)
     structlog.get_logger("queuectl").info(
         "process_starting",
         role=role,

@@ -8,10 +8,14 @@ from typing import Annotated
 import typer
 
 from queuectl import models
-from queuectl.cli import output, runtime
+from queuectl.cli import complete, output, runtime
 from queuectl.cli.context import CTX
 
-app = typer.Typer(help="Run, stop and list workers.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run, stop and list workers.",
+    epilog="Example: queuectl worker start --count 4 --queue mail",
+    no_args_is_help=True,
+)
 
 
 @app.command()
@@ -21,7 +25,12 @@ def start(
     ] = 1,
     queue: Annotated[
         list[str] | None,
-        typer.Option("--queue", "-q", help="Serve only this queue (repeatable; default: all)."),
+        typer.Option(
+            "--queue",
+            "-q",
+            help="Serve only this queue (repeatable; default: all).",
+            autocompletion=complete.queue_names,
+        ),
     ] = None,
     burst: Annotated[
         bool, typer.Option("--burst", help="Exit once no job is due or waiting to retry.")
@@ -32,7 +41,10 @@ def start(
         typer.Option("--noop", hidden=True, help="Benchmarks: complete jobs without running them."),
     ] = False,
 ) -> None:
-    """Run workers in the foreground until stopped (SIGTERM/SIGINT drain; twice kills)."""
+    """Run workers in the foreground until stopped (SIGTERM/SIGINT drain; twice kills).
+
+    Example: queuectl worker start --count 4 --queue mail --queue reports --metrics-port 9100
+    """
     # Count stop signals from the start: a SIGTERM while the backend connects used to kill the
     # process with the default action (exit -15). Nothing is claimed yet, so the worker that
     # inherits the count stops before its first claim and exits 0.
@@ -63,7 +75,16 @@ def start(
         # worker processes the leader lease picks one
         from queuectl.orchestrator import Orchestrator
 
-        duties.append(Orchestrator(backend, CTX.settings, metrics=metrics, embedded=True))
+        if served is not None:
+            served.add_orchestrator_metrics()
+        embedded = Orchestrator(backend, CTX.settings, metrics=metrics, embedded=True)
+        duties.append(embedded)
+        if served is not None:
+            # the queue gauges too, so one scraped command is a complete system; only while
+            # this process leads, so N worker processes on one file export them once
+            served.add_queue_collector(
+                backend, lease_ttl_s=CTX.settings.lease_ttl_s, when=lambda: embedded.is_leader
+            )
     # benchmarks: the queue's own overhead, without the cost of spawning a shell
     executor: Executor = NoopExecutor() if noop else ShellExecutor(CTX.settings)
     worker = Worker(
@@ -75,6 +96,8 @@ def start(
         metrics=metrics,
         duties=duties,
     )
+    if served is not None and metrics_port is not None:
+        served.serve(metrics_port)  # every series registered: no scrape sees half of them
     runtime.on_stop_signals(worker.signal_received)  # acted on within 0.25 s
     from queuectl.suspend import Suspender
 
@@ -90,7 +113,10 @@ def stop(
         float, typer.Option(min=0, help="Seconds to wait for the workers to exit.")
     ] = 120.0,
 ) -> None:
-    """Ask every live worker (any host) to finish its jobs and exit; wait until they did."""
+    """Ask every live worker (any host) to finish its jobs and exit; wait until they did.
+
+    Example: queuectl worker stop --timeout 60
+    """
     backend = CTX.backend()
     ttl = CTX.settings.lease_ttl_s
     asked = set(backend.request_stop(lease_ttl_s=ttl))
@@ -140,7 +166,10 @@ def list_workers(
     as_json: output.JsonFlag = False,
 ) -> None:
     """Live workers: id, host, pid, queues, current job, heartbeat age, and the database
-    connections each one's process holds (Postgres; 2 at most by default)."""
+    connections each one's process holds (Postgres; 2 at most by default).
+
+    Example: queuectl worker list --json
+    """
     found = CTX.backend().list_workers(lease_ttl_s=CTX.settings.lease_ttl_s)
     if as_json:
         output.emit_json([w.to_json() for w in found])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 K8S = ROOT / "deploy" / "k8s"
 DASHBOARDS = ROOT / "grafana" / "dashboards"
+GENERATOR = ROOT / "scripts" / "gen_k8s_monitoring.py"
+PROMETHEUS_RULE = K8S / "prometheusrule.yaml"
+DASHBOARD_CONFIGMAP = K8S / "grafana-dashboards.yaml"
 
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
@@ -42,14 +46,38 @@ def queuectl_services() -> dict[str, dict[str, Any]]:
     return out
 
 
-def promql_expressions() -> list[str]:
-    """Every PromQL expression in the alert rules and the Grafana dashboards."""
-    exprs = [r["expr"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
-    import json
+def alert_rules() -> list[dict[str, Any]]:
+    return [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
 
-    for path in sorted(DASHBOARDS.glob("*.json")):
-        dashboard = json.loads(path.read_text())
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """Each Grafana dashboard by file name."""
+    return {p.name: json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))}
+
+
+_LABEL_VALUES = re.compile(r"label_values\((.+),\s*\w+\)")
+
+
+def variable_selector(variable: dict[str, Any]) -> str | None:
+    """The PromQL inside a query variable's `label_values(SELECTOR, label)`; None for a
+    variable that runs no PromQL (the data source picker)."""
+    if variable["type"] != "query":
+        return None
+    query = variable["query"]
+    query = query["query"] if isinstance(query, dict) else query
+    match = _LABEL_VALUES.fullmatch(query)
+    assert match, f"variable {variable['name']}: not label_values(selector, label): {query}"
+    return match.group(1)
+
+
+def promql_expressions() -> list[str]:
+    """Every PromQL expression in the alert rules and the Grafana dashboards (panels and
+    query variables)."""
+    exprs = [r["expr"] for r in alert_rules()]
+    for dashboard in dashboards().values():
         for panel in dashboard["panels"]:
             exprs += [t["expr"] for t in panel["targets"]]
-        exprs += [v["query"] for v in dashboard.get("templating", {}).get("list", [])]
+        for variable in dashboard.get("templating", {}).get("list", []):
+            if (selector := variable_selector(variable)) is not None:
+                exprs.append(selector)
     return exprs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -182,26 +181,30 @@ def test_alert_rules_cover_the_failure_modes() -> None:
         "QueuectlOrchestratorDown",
         "QueuectlDatabaseUnreachable",
         "QueuectlQueueHeld",
+        "QueuectlDeadLetterGrowing",
     } <= names
 
 
 def exported_metric_names(tmp_path: Path) -> set[str]:
-    """Every series name the code can export: the registry's families with their suffixes,
-    and the orchestrator's queue collector run against a real database."""
-    metrics = Metrics("test")
+    """Every series name the code can export: a worker's and an orchestrator's families
+    with their suffixes (no `_created`: disabled), and the queue collector run against a
+    real database."""
+    metrics = Metrics("worker")
+    metrics.add_orchestrator_metrics()  # a SQLite worker carries both
     backend = open_backend(f"sqlite:///{tmp_path}/m.db")
     backend.enqueue([models.JobSpec(command="true")])
     metrics.add_queue_collector(backend, lease_ttl_s=10)
     names = set()
     suffixes = {
-        "counter": ["_total", "_created"],
-        "histogram": ["_bucket", "_count", "_sum", "_created"],
+        "counter": ["_total"],
+        "histogram": ["_bucket", "_count", "_sum"],
         "info": ["_info"],
         "gauge": [""],
         "unknown": [""],
     }
     for family in metrics.registry.collect():
         names |= {family.name + s for s in suffixes.get(family.type, [""])}
+        assert not [s for s in family.samples if s.name.endswith("_created")], family.name
     backend.close()
     return names
 
@@ -229,19 +232,32 @@ def test_every_metric_in_dashboards_and_alerts_is_exported(tmp_path: Path) -> No
     assert expected <= used
 
 
-def test_grafana_dashboards_and_provisioning_agree() -> None:
+def test_grafana_dashboards_pick_their_data_source_from_a_variable() -> None:
+    """Every panel and query reads `${datasource}`, a data source variable of type
+    prometheus: the dashboards import into any Grafana (the Kubernetes sidecar's too), and
+    the provisioned data source's uid appears in none of them."""
     datasource = yaml.safe_load(
         (files.ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text()
     )["datasources"][0]
-    assert datasource["uid"] == "queuectl-prometheus"
+    assert datasource["type"] == "prometheus" and datasource["isDefault"] is True
+    wanted = {"type": "prometheus", "uid": "${datasource}"}
     titles = set()
-    for path in files.DASHBOARDS.glob("*.json"):
-        dashboard = json.loads(path.read_text())
+    for name, dashboard in files.dashboards().items():
         titles.add(dashboard["title"])
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource", name
+        assert variables["datasource"]["query"] == "prometheus", name
+        for variable in variables.values():
+            if variable["type"] == "query":
+                assert variable["datasource"] == wanted, (name, variable["name"])
         for panel in dashboard["panels"]:
-            assert panel["datasource"]["uid"] == datasource["uid"]
-            assert panel["targets"]
+            assert panel["datasource"] == wanted, (name, panel["title"])
+            assert panel["targets"], (name, panel["title"])
+            for target in panel["targets"]:
+                assert target["datasource"] == wanted, (name, panel["title"])
     assert titles == {"queuectl: queues", "queuectl: workers", "queuectl: orchestrator"}
+    for path in [*files.DASHBOARDS.glob("*.json"), files.DASHBOARD_CONFIGMAP]:
+        assert datasource["uid"] not in path.read_text(), path
 
 
 # what Grafana 11 draws; a typo here renders as "Panel plugin not found"
@@ -260,31 +276,43 @@ PANEL_TYPES = {
 
 def test_grafana_dashboards_follow_the_dashboard_model(tmp_path: Path) -> None:
     """Without a Grafana server: each dashboard has the model's required keys, unique panel
-    ids on the grid, known panel types, a unit on every panel, template variables that its
-    queries use, and every query is valid PromQL by promtool (as recording rules, with
-    Grafana's variables replaced)."""
+    ids on the grid, known panel types, a unit and a description on every panel, template
+    variables that its queries use and that some panel uses, and every query (panels' and
+    variables') is valid PromQL by promtool (as recording rules, with Grafana's variables
+    replaced)."""
     rules: list[dict[str, str]] = []
-    for path in sorted(files.DASHBOARDS.glob("*.json")):
-        dashboard = json.loads(path.read_text())
+
+    def check(expr: str, where: object, variables: set[str]) -> set[str]:
+        used = set(re.findall(r"\$(\w+)", expr)) - {"__rate_interval", "__interval"}
+        assert used <= variables, (where, used - variables)
+        for name in used:
+            expr = expr.replace(f"${name}", ".*")
+        expr = expr.replace("$__rate_interval", "5m").replace("$__interval", "1m")
+        rules.append({"record": f"check:{len(rules)}", "expr": expr})
+        return used
+
+    for name, dashboard in files.dashboards().items():
         for key in ("uid", "title", "panels", "schemaVersion", "time", "refresh"):
-            assert key in dashboard, (path.name, key)
-        variables = {v["name"] for v in dashboard.get("templating", {}).get("list", [])}
+            assert key in dashboard, (name, key)
+        listed = dashboard.get("templating", {}).get("list", [])
+        variables = {v["name"] for v in listed}
         ids = [panel["id"] for panel in dashboard["panels"]]
-        assert len(ids) == len(set(ids)), path.name
+        assert len(ids) == len(set(ids)), name
+        used_by_panels: set[str] = set()
         for panel in dashboard["panels"]:
-            where = (path.name, panel.get("title"))
+            where = (name, panel.get("title"))
             assert panel["type"] in PANEL_TYPES, where
             assert {"h", "w", "x", "y"} <= set(panel["gridPos"]), where
             assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, where
             assert panel["fieldConfig"]["defaults"].get("unit"), where
+            assert len(panel.get("description", "")) >= 20, where  # says what it shows
             for target in panel["targets"]:
-                expr = target["expr"]
-                used = set(re.findall(r"\$(\w+)", expr)) - {"__rate_interval", "__interval"}
-                assert used <= variables, (where, used - variables)
-                for name in used:
-                    expr = expr.replace(f"${name}", ".*")
-                expr = expr.replace("$__rate_interval", "5m").replace("$__interval", "1m")
-                rules.append({"record": f"check:{len(rules)}", "expr": expr})
+                used_by_panels |= check(target["expr"], where, variables)
+        for variable in listed:
+            if (selector := files.variable_selector(variable)) is not None:
+                check(selector, (name, variable["name"]), variables)
+        # a variable no panel reads is a control that does nothing
+        assert variables - {"datasource"} <= used_by_panels, (name, variables - used_by_panels)
     assert rules
     checked = tmp_path / "dashboard_queries.yml"
     checked.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
@@ -321,6 +349,8 @@ def test_kubernetes_manifests_parse_and_run_real_commands() -> None:
         ("Service", "queuectl-metrics"),
         ("ServiceMonitor", "queuectl"),
         ("ScaledObject", "queuectl-worker"),
+        ("PrometheusRule", "queuectl"),
+        ("ConfigMap", "queuectl-grafana-dashboards"),
     } <= kinds
     for doc in docs:
         if doc["kind"] in ("Deployment", "Job"):
@@ -349,16 +379,17 @@ def test_keda_query_is_valid_sql_against_the_real_schema(pg_url: str) -> None:
 
 def test_kubernetes_resources_match_the_api_schema() -> None:
     """Built-in kinds against the Kubernetes 1.30 OpenAPI schema, strictly (a misspelt field
-    fails); the CRDs (ServiceMonitor, ScaledObject) are checked by the tests above."""
+    fails); the CRDs (ServiceMonitor, ScaledObject, PrometheusRule) are checked by the tests
+    above and in test_monitoring.py."""
     import kubernetes_validate
 
     checked = 0
     for doc in k8s_documents():
-        if doc["kind"] in ("ServiceMonitor", "ScaledObject"):
+        if doc["kind"] in ("ServiceMonitor", "ScaledObject", "PrometheusRule"):
             continue
         kubernetes_validate.validate(doc, "1.30", strict=True)
         checked += 1
-    assert checked == 6
+    assert checked == 7  # with the dashboards' ConfigMap
     broken = next(d for d in k8s_documents() if d["kind"] == "Deployment")
     broken = {**broken, "spec": {**broken["spec"], "replcas": 2}}  # type: ignore[dict-item]
     with pytest.raises(kubernetes_validate.ValidationError):

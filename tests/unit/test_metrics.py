@@ -62,3 +62,83 @@ def test_flow_control_gauges_follow_queue_pause_and_set(backend: Backend) -> Non
     backend.set_queue("api", concurrency=None, rate=None)
     assert registry.get_sample_value("queuectl_queue_paused", {"queue": "mail"}) == 0.0
     assert registry.get_sample_value("queuectl_queue_concurrency_limit", {"queue": "api"}) is None
+
+
+def families(metrics: Metrics) -> set[str]:
+    return {family.name for family in metrics.registry.collect()}
+
+
+WORKER = {
+    "queuectl_jobs_claimed",
+    "queuectl_jobs_completed",
+    "queuectl_job_run_duration_seconds",
+    "queuectl_job_queue_wait_seconds",
+    "queuectl_claim_duration_seconds",
+    "queuectl_worker_busy_slots",
+    "queuectl_worker_slots",
+    "queuectl_db_errors",
+    "queuectl_jobs_recovered",
+}
+ORCHESTRATOR = {
+    "queuectl_schedules_fired",
+    "queuectl_sweep_runs",
+    "queuectl_orchestrator_leader",
+    "queuectl_jobs_recovered",
+}
+
+
+def test_each_role_registers_only_the_series_it_owns() -> None:
+    assert families(Metrics("dashboard")) == {"queuectl_build"}
+    assert families(Metrics("worker")) == {"queuectl_build"} | WORKER
+    assert families(Metrics("orchestrator")) == {"queuectl_build"} | ORCHESTRATOR
+    both = Metrics("worker")
+    both.add_orchestrator_metrics()  # a SQLite worker embedding the orchestrator
+    assert families(both) == {"queuectl_build"} | WORKER | ORCHESTRATOR
+    # what a process does not own counts into nothing, and exports nothing
+    dashboard = Metrics("dashboard")
+    dashboard.claimed.labels(queue="mail").inc()
+    dashboard.busy_slots.set(3)
+    dashboard.leader.set(1)
+    assert families(dashboard) == {"queuectl_build"}
+
+
+def test_no_created_series_are_exported() -> None:
+    from prometheus_client import generate_latest
+
+    metrics = Metrics("worker")
+    metrics.add_orchestrator_metrics()
+    metrics.claimed.labels(queue="mail").inc()
+    metrics.run_duration.labels(queue="mail").observe(0.3)
+    metrics.recovered.inc()
+    text = generate_latest(metrics.registry).decode()
+    assert 'queuectl_jobs_claimed_total{queue="mail"} 1.0' in text
+    assert "_created" not in text
+
+
+def test_a_standby_exports_db_up_alone_until_it_leads(backend: Backend) -> None:
+    backend.enqueue([models.JobSpec(command="true", queue="mail")])
+    leading = [False]
+    metrics = Metrics("worker")
+    metrics.add_queue_collector(backend, lease_ttl_s=10, when=lambda: leading[0])
+    registry = metrics.registry
+    assert registry.get_sample_value("queuectl_db_up") == 1.0
+    pending = {"queue": "mail", "state": "pending"}
+    assert registry.get_sample_value("queuectl_queue_jobs", pending) is None
+    assert "queuectl_workers_alive" not in families(metrics)
+    leading[0] = True
+    assert registry.get_sample_value("queuectl_queue_jobs", pending) == 1.0
+    assert registry.get_sample_value("queuectl_db_up") == 1.0
+
+
+def test_a_standby_that_cannot_read_the_database_says_db_down(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "gone.db"
+    with contextlib.closing(open_backend(f"sqlite:///{path}")) as b:
+        b.migrate()
+        metrics = Metrics("orchestrator")
+        metrics.add_queue_collector(b, lease_ttl_s=10, when=lambda: False)
+        with contextlib.closing(sqlite3.connect(path)) as raw:
+            raw.execute("DROP TABLE queuectl_settings")  # the standby's one read now fails
+            raw.commit()
+        assert metrics.registry.get_sample_value("queuectl_db_up") == 0.0
