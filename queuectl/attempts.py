@@ -101,6 +101,7 @@ class AttemptRunner:
         # the database's policy: read at start, after a retryable failure and each sweep
         self.policy = models.Policy()
         self.done = 0  # results written
+        self.done_by_slot: dict[str, int] = {}  # the same, per slot (heartbeats report it)
         self.next_due = float("inf")  # monotonic time a retry this process scheduled falls due
         self.completer: Completer | None = None
         self.threads = JobThreads(self._execute)
@@ -217,6 +218,8 @@ class AttemptRunner:
             due = time.monotonic() + retry_in.total_seconds()
             self.next_due = min(self.next_due, due)
         self.done += 1
+        slot_id = job.worker_id or ""
+        self.done_by_slot[slot_id] = self.done_by_slot.get(slot_id, 0) + 1
         self.wake()  # a burst worker may be waiting for its last result to be written
         # a failure is what `--log-level warning` keeps: the lines an operator must see
         log = self._log.info if outcome.kind in _QUIET_ENDS else self._log.warning

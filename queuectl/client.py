@@ -187,13 +187,22 @@ class Client:
         limit: int = 100,
         search: str | None = None,
         before: str | None = None,
+        after: str | None = None,
     ) -> builtins.list[models.Job]:
         """Jobs, newest first: in one state and/or queue, whose id is `search` or whose
-        command contains it; `before` (a job id) continues a listing after that job."""
+        command contains it; `before` (a job id) continues a listing after that job, and
+        `after` (a job id) gives the `limit` jobs just newer than it (the previous page)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise errors.UsageError(f"limit must be a whole number >= 1, not {limit!r}")
+        if before is not None and after is not None:
+            raise errors.UsageError("give before or after, not both")
         return self.backend.list_jobs(
-            state=_state(state), queue=queue, limit=limit, search=search, before=before
+            state=_state(state),
+            queue=queue,
+            limit=limit,
+            search=search,
+            before=before,
+            after=after,
         )
 
     def runs(self, id: str) -> builtins.list[models.Run]:
@@ -336,6 +345,17 @@ class Client:
 
         return self.backend.run_samples(since_s=specs.window(since), queue=queue)
 
+    def run_history(
+        self, since: Duration = "1h", *, width_s: int = 300
+    ) -> builtins.list[models.HistoryBucket]:
+        """The attempts that finished within `since`, counted per `width_s` seconds (slices
+        aligned to the Unix epoch), oldest first; slices with none left out."""
+        from queuectl import specs
+
+        if isinstance(width_s, bool) or not isinstance(width_s, int) or width_s < 1:
+            raise errors.UsageError(f"width_s must be a whole number >= 1, not {width_s!r}")
+        return self.backend.run_history(since_s=specs.window(since), width_s=width_s)
+
     def stats(self, since: Duration = "1h", *, queue: str | None = None) -> dict[str, Any]:
         """Throughput, success rate, run and wait percentiles of the attempts finished
         within `since`, overall and per queue (the JSON `queuectl stats --json` prints)."""
@@ -439,6 +459,44 @@ class Client:
         if schedule.paused:
             return None
         return Cron.parse(schedule.cron, schedule.tz).next_after(after or models.utcnow())
+
+    def run_schedule(self, name: str) -> models.Job:
+        """Enqueue a schedule's job now, as a slot would (its command, queue, priority,
+        timeout and max_retries), paused or not; its cron slots are untouched. The job's id
+        is `NAME:now-<new id>` (a slot's is `NAME:<slot>`). NotFound; UsageError when the
+        command is outside allowed-commands."""
+        from queuectl import ids
+
+        found = {s.name: s for s in self.backend.list_schedules()}.get(name)
+        if found is None:
+            raise errors.NotFound(f"no schedule named {name!r}")
+        spec = models.JobSpec(
+            command=found.command,
+            id=f"{found.name}:now-{ids.new_id()}",
+            queue=found.queue,
+            priority=found.priority,
+            timeout_s=found.timeout_s,
+            max_retries=found.max_retries,
+        )
+        self._check_allowed([spec.command])
+        (job,) = self.backend.enqueue([spec])
+        return job
+
+    def slot_job(
+        self, schedule: models.Schedule, slot: datetime | None = None
+    ) -> models.Job | None:
+        """The job a schedule's slot enqueued (default: its last fired slot), found by the
+        id the slot gave it; None when there is none (no slot fired yet, the job was pruned,
+        or the slot was one a resume skipped)."""
+        from queuectl.backends.common import cron_job_id
+
+        slot = slot or schedule.last_slot
+        if slot is None:
+            return None
+        try:
+            return self.backend.get_job(cron_job_id(schedule.name, slot))
+        except errors.JobNotFound:
+            return None
 
     def remove_schedule(self, name: str) -> None:
         """Delete a schedule (jobs it already enqueued stay); NotFound."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from queuectl import errors, models
@@ -38,8 +39,10 @@ class LeaseKeeper:
         recover: Callable[[], None],
         metrics: MetricsLike,
         log: Any,
+        done: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self.backend = backend
+        self.done = done  # attempts finished per slot id, for the slots' rows
         self.settings = settings
         self.slots = slots
         self.workers = list(workers)
@@ -119,12 +122,16 @@ class LeaseKeeper:
             )
 
     def _workers_now(self) -> list[models.WorkerInfo]:
-        """The slots' rows, with the connections the process holds now (Postgres)."""
+        """The slots' rows, with the connections the process holds now (Postgres), its
+        resident memory, and the attempts each slot finished."""
         held: Callable[[], int] | None = getattr(self.backend, "connections", None)
-        if held is None:
-            return list(self.workers)
-        count = held()
-        return [dataclasses.replace(w, connections=count) for w in self.workers]
+        count = None if held is None else held()
+        done = {} if self.done is None else self.done()
+        rss = resident_bytes()
+        return [
+            dataclasses.replace(w, connections=count, jobs_done=done.get(w.id, 0), rss_bytes=rss)
+            for w in self.workers
+        ]
 
     def beat(self) -> None:
         """One heartbeat, in whatever thread calls it."""
@@ -220,3 +227,16 @@ class LeaseKeeper:
                 slot.attempt.resume()
             self._paused = []
             self._suspended = False
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set size, from /proc (Linux; one small read per heartbeat);
+    None elsewhere: ru_maxrss is a peak, not what the process holds now."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     QueueControl = records.QueueControl
     Dependency = records.Dependency
     RunSample = records.RunSample
+    HistoryBucket = records.HistoryBucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ _RECORDS = frozenset(
         "WorkerControl",
         "Schedule",
         "RunSample",
+        "HistoryBucket",
         "QueueControl",
         "Dependency",
     ]

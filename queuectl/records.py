@@ -73,6 +73,8 @@ class WorkerInfo:
     current_jobs: tuple[str, ...] = ()
     heartbeat_age_s: float | None = None
     connections: int | None = None  # server connections its process holds; None: SQLite
+    jobs_done: int | None = None  # attempts this slot finished since its process started
+    rss_bytes: int | None = None  # its process's resident memory (not its jobs'); None: unknown
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +90,8 @@ class WorkerInfo:
             if self.heartbeat_age_s is None
             else round(self.heartbeat_age_s, 3),
             "connections": self.connections,
+            "jobs_done": self.jobs_done,
+            "rss_bytes": self.rss_bytes,
         }
 
 
@@ -179,3 +183,12 @@ class RunSample:
     run_s: float
     wait_s: float
     ago_s: float = 0.0  # how long ago it finished
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryBucket:
+    """The attempts that finished in one slice of time (the dashboard's history chart)."""
+
+    start: int  # the slice's start, in Unix seconds
+    succeeded: int
+    finished: int  # every end: succeeded, failed, timed out, lost, cancelled, ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from queuectl import models
@@ -69,3 +70,43 @@ def timeline(
         if 0 <= slot < buckets:
             counts[slot][0 if s.outcome == models.OutcomeKind.SUCCEEDED else 1] += 1
     return [(ok, bad) for ok, bad in counts]
+
+
+@dataclass(frozen=True)
+class Range:
+    """A history range the dashboard offers: its length, slice width and tick spacing."""
+
+    key: str
+    label: str
+    window_s: int
+    width_s: int  # one bar
+    tick_s: int  # one labelled tick on the time axis
+    tick_format: str  # strftime, UTC
+    per: str  # the bar's width, in words
+
+
+# the slices divide a day, so every bar and tick starts at a round UTC time
+RANGES = {
+    r.key: r
+    for r in (
+        Range("1h", "1 h", 3600, 120, 600, "%H:%M", "2 min"),
+        Range("24h", "24 h", 86400, 1800, 3 * 3600, "%H:%M", "30 min"),
+        Range("7d", "7 d", 7 * 86400, 4 * 3600, 86400, "%a %d", "4 h"),
+    )
+}
+
+
+def history(
+    buckets: Iterable[models.HistoryBucket], *, rng: Range, now: float
+) -> list[tuple[int, int, int]]:
+    """(slice start, succeeded, failed) for every slice of `rng` up to the one holding
+    `now`, oldest first, empty slices included; slices outside the range are dropped."""
+    last = int(now // rng.width_s) * rng.width_s
+    count = rng.window_s // rng.width_s
+    first = last - (count - 1) * rng.width_s
+    seen = {b.start: b for b in buckets}
+    out = []
+    for start in range(first, last + 1, rng.width_s):
+        b = seen.get(start)
+        out.append((start, 0, 0) if b is None else (start, b.succeeded, b.finished - b.succeeded))
+    return out

@@ -112,6 +112,7 @@ class Worker:
             recover=self._sweep,
             metrics=metrics,
             log=self._log,
+            done=lambda: self.attempts.done_by_slot,
         )
         self.attempts = AttemptRunner(
             backend,

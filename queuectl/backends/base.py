@@ -88,9 +88,11 @@ class JobStore(Protocol):
         limit: int = 100,
         search: str | None = None,
         before: str | None = None,
+        after: str | None = None,
     ) -> list[models.Job]:
         """Newest first. `search` matches an id exactly or a substring of the command;
-        `before` (a job id) continues a listing after that job."""
+        `before` (a job id) continues a listing after that job; `after` (a job id) gives
+        the `limit` jobs just newer than that one (the page above it), still newest first."""
 
     def runs(self, job_id: str) -> list[models.Run]:
         """Every attempt of a job, oldest first (JobNotFound when the job is absent)."""
@@ -232,6 +234,12 @@ class InsightsStore(Protocol):
 
     def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
         """Attempts that finished in the last `since_s` seconds (in one queue, or all)."""
+
+    def run_history(self, *, since_s: float, width_s: int) -> list[models.HistoryBucket]:
+        """Attempts that finished in the last `since_s` seconds, counted per slice of
+        `width_s` seconds aligned to the Unix epoch (so to UTC midnight when it divides a
+        day), oldest first; slices with none are left out. Counted in the database: a
+        week of attempts is not read into memory."""
 
     def expire_jobs(self) -> int:
         """Pending jobs that never started, past their expires_at -> dead ('expired before it

@@ -92,6 +92,8 @@ def worker_from_row(
         current_jobs=strings(row["current_jobs"]),
         heartbeat_age_s=max(0.0, float(row["age_s"])),
         connections=row["connections"],
+        jobs_done=row["jobs_done"],
+        rss_bytes=row["rss_bytes"],
     )
 
 

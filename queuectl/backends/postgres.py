@@ -213,6 +213,8 @@ class PostgresBackend(store.SqlBackend):
                 "queues": list(first.queues),
                 "ids": [w.id for w in workers],
                 "connections": first.connections,
+                "done": [w.jobs_done for w in workers],
+                "rss_bytes": first.rss_bytes,
             }
             stop = any(r["stop_requested"] for r in s.all("beat_workers", params))
         if running:

@@ -189,10 +189,11 @@ WITH u AS (
 SELECT id, queue, state, has_dependents, watched FROM done;
 
 -- name: beat_workers
-INSERT INTO queuectl_workers (id, host, pid, queues, connections)
-SELECT u.id, %(host)s, %(pid)s, %(queues)s::text[], %(connections)s
-  FROM unnest(%(ids)s::text[]) AS u(id)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), connections = EXCLUDED.connections
+INSERT INTO queuectl_workers (id, host, pid, queues, connections, jobs_done, rss_bytes)
+SELECT u.id, %(host)s, %(pid)s, %(queues)s::text[], %(connections)s, u.done, %(rss_bytes)s
+  FROM unnest(%(ids)s::text[], %(done)s::int[]) AS u(id, done)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), connections = EXCLUDED.connections,
+                               jobs_done = EXCLUDED.jobs_done, rss_bytes = EXCLUDED.rss_bytes
 RETURNING id, stop_requested;
 
 -- name: beat_jobs
@@ -304,6 +305,18 @@ SELECT * FROM queuectl_jobs
    AND (%(before)s::text IS NULL
         OR seq < (SELECT seq FROM queuectl_jobs WHERE id = %(before)s))
  ORDER BY seq DESC
+ LIMIT %(limit)s;
+
+-- name: list_jobs_after
+-- The page above a cursor (paging back towards the newest): the `limit` jobs just newer
+-- than `after`, oldest first (the caller reverses them), so jobs added meanwhile are not
+-- skipped and the page joins the one it came from.
+SELECT * FROM queuectl_jobs
+ WHERE (%(state)s::text IS NULL OR state = %(state)s)
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+   AND (%(search)s::text IS NULL OR id = %(search)s OR strpos(command, %(search)s) > 0)
+   AND seq > (SELECT seq FROM queuectl_jobs WHERE id = %(after)s)
+ ORDER BY seq
  LIMIT %(limit)s;
 
 -- name: runs
@@ -424,6 +437,14 @@ SELECT queue, outcome,
   FROM queuectl_runs
  WHERE finished_at >= now() - make_interval(secs => %(since_s)s)
    AND (%(queue)s::text IS NULL OR queue = %(queue)s);
+
+-- name: run_history
+-- Finished attempts per slice of width_s seconds (the slice's start, in epoch seconds).
+SELECT (floor(extract(epoch FROM finished_at) / %(width_s)s) * %(width_s)s)::bigint AS slot,
+       count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded, count(*) AS finished
+  FROM queuectl_runs
+ WHERE finished_at >= now() - make_interval(secs => %(since_s)s)
+ GROUP BY 1 ORDER BY 1;
 
 -- name: acquire_leader
 -- Take the lease if it is free or expired, or renew it if we hold it; no row back means

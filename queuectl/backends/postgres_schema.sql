@@ -182,3 +182,10 @@ CREATE INDEX queuectl_queue_starts_queue ON queuectl_queue_starts (queue, starte
 
 -- Cron slots in an IANA time zone.
 ALTER TABLE queuectl_schedules ADD COLUMN tz text NOT NULL DEFAULT 'UTC';
+
+-- name: v7
+-- What the dashboard's workers page shows per process (issue 18): the attempts each slot
+-- finished since its process started, and the process's resident memory, both written by
+-- heartbeats. NULL: a worker of an older version.
+ALTER TABLE queuectl_workers ADD COLUMN jobs_done integer;
+ALTER TABLE queuectl_workers ADD COLUMN rss_bytes bigint;

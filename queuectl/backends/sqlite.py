@@ -203,6 +203,7 @@ class SqliteBackend(store.SqlBackend):
         renewed: dict[str, bool] = {}
         for w in workers:
             params = {"id": w.id, "host": w.host, "pid": w.pid, "now": now}
+            params |= {"jobs_done": w.jobs_done, "rss_bytes": w.rss_bytes}
             row = execute(Q["beat_workers"], params | {"queues": json.dumps(w.queues)}).fetchone()
             stop = stop or bool(row["stop_requested"])
         for r in running:

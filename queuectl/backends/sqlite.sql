@@ -148,9 +148,11 @@ ON CONFLICT (job_id, attempt) DO UPDATE
        output_bytes = max(output_bytes, excluded.output_bytes);
 
 -- name: beat_workers
-INSERT INTO queuectl_workers (id, host, pid, queues, started_at, heartbeat_at)
-VALUES (:id, :host, :pid, :queues, :now, :now)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = :now
+INSERT INTO queuectl_workers (id, host, pid, queues, started_at, heartbeat_at, jobs_done,
+                              rss_bytes)
+VALUES (:id, :host, :pid, :queues, :now, :now, :jobs_done, :rss_bytes)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = :now, jobs_done = excluded.jobs_done,
+                               rss_bytes = excluded.rss_bytes
 RETURNING id, stop_requested;
 
 -- name: beat_jobs
@@ -232,6 +234,17 @@ SELECT * FROM queuectl_jobs
    AND (:search IS NULL OR id = :search OR instr(command, :search) > 0)
    AND (:before IS NULL OR seq < (SELECT seq FROM queuectl_jobs WHERE id = :before))
  ORDER BY seq DESC
+ LIMIT :limit;
+
+-- name: list_jobs_after
+-- The page above a cursor (paging back towards the newest): the `limit` jobs just newer
+-- than `after`, oldest first (the caller reverses them), so jobs added meanwhile are not
+-- skipped and the page joins the one it came from.
+SELECT * FROM queuectl_jobs
+ WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue)
+   AND (:search IS NULL OR id = :search OR instr(command, :search) > 0)
+   AND seq > (SELECT seq FROM queuectl_jobs WHERE id = :after)
+ ORDER BY seq
  LIMIT :limit;
 
 -- name: runs
@@ -346,6 +359,14 @@ SELECT queue, outcome, finished_at - started_at AS run_s,
        :now - finished_at AS ago_s
   FROM queuectl_runs
  WHERE finished_at >= :now - :since_s AND (:queue IS NULL OR queue = :queue);
+
+-- name: run_history
+-- Finished attempts per slice of :width_s seconds (the slice's start, in epoch seconds).
+SELECT CAST(finished_at / :width_s AS INTEGER) * :width_s AS slot,
+       sum(outcome = 'succeeded') AS succeeded, count(*) AS finished
+  FROM queuectl_runs
+ WHERE finished_at >= :now - :since_s
+ GROUP BY 1 ORDER BY 1;
 
 -- name: acquire_leader
 -- Take the lease if it is free or expired, or renew it if we hold it; no row back means

@@ -150,3 +150,9 @@ CREATE TABLE queuectl_queue_starts (
 CREATE INDEX queuectl_queue_starts_queue ON queuectl_queue_starts (queue, started_at);
 
 ALTER TABLE queuectl_schedules ADD COLUMN tz TEXT NOT NULL DEFAULT 'UTC';
+
+-- name: v7
+-- Per slot: attempts finished since its process started; per process: resident memory.
+-- Written by heartbeats for the dashboard's workers page (see postgres_schema.sql v7).
+ALTER TABLE queuectl_workers ADD COLUMN jobs_done INTEGER;
+ALTER TABLE queuectl_workers ADD COLUMN rss_bytes INTEGER;

@@ -183,6 +183,7 @@ class SqlBackend:
         limit: int = 100,
         search: str | None = None,
         before: str | None = None,
+        after: str | None = None,
     ) -> list[models.Job]:
         params = {
             "state": None if state is None else str(state),
@@ -190,7 +191,10 @@ class SqlBackend:
             "limit": limit,
             "search": search or None,
             "before": before,
+            "after": after,
         }
+        if after is not None:  # read upwards from the cursor, handed back newest first
+            return [self._job(r) for r in reversed(self._read("list_jobs_after", params))]
         return [self._job(r) for r in self._read("list_jobs", params)]
 
     def runs(self, job_id: str) -> list[models.Run]:
@@ -549,6 +553,13 @@ class SqlBackend:
     def run_samples(self, *, since_s: float, queue: str | None = None) -> list[models.RunSample]:
         rows = self._read("run_samples", {"since_s": since_s, "queue": queue})
         return [common.sample_from_row(r) for r in rows]
+
+    def run_history(self, *, since_s: float, width_s: int) -> list[models.HistoryBucket]:
+        rows = self._read("run_history", {"since_s": since_s, "width_s": width_s})
+        return [
+            models.HistoryBucket(int(r["slot"]), int(r["succeeded"]), int(r["finished"]))
+            for r in rows
+        ]
 
     def expire_jobs(self) -> int:
         with self.c.transaction() as s:

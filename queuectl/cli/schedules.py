@@ -8,17 +8,22 @@ from typing import Annotated
 import typer
 
 from queuectl import models, specs
-from queuectl.cli import output
+from queuectl.cli import complete, output
 from queuectl.cli.context import CTX
 from queuectl.safetext import visible
 
 app = typer.Typer(
     help="Recurring jobs, fired once per cron slot by the orchestrator (or, on SQLite, by "
     "`worker start`).",
+    epilog="Example: queuectl schedule add hourly --cron '@hourly' -c 'make sync'",
     no_args_is_help=True,
 )
 
 Name = Annotated[str, typer.Argument(metavar="NAME", show_default=False)]
+# an existing schedule's name: completed from the database
+Existing = Annotated[
+    str, typer.Argument(metavar="NAME", show_default=False, autocompletion=complete.schedule_names)
+]
 
 
 @app.command()
@@ -29,7 +34,9 @@ def add(
     tz: Annotated[
         str, typer.Option("--tz", help="IANA time zone the cron fields are read in.")
     ] = "UTC",
-    queue: Annotated[str, typer.Option(help="Queue of the jobs.")] = "default",
+    queue: Annotated[
+        str, typer.Option(help="Queue of the jobs.", autocompletion=complete.queue_names)
+    ] = "default",
     priority: Annotated[int, typer.Option(help="Priority of the jobs.")] = 0,
     timeout: Annotated[
         str | None, typer.Option(help="Per-attempt limit (default: config job-timeout).")
@@ -42,7 +49,10 @@ def add(
 ) -> None:
     """Add a schedule; its first job fires at the next matching minute in its zone. Across
     DST changes a fixed time (`30 2 * * *`) fires once, at the first of a repeated time and
-    right after a skipped one; `*` in the minute or hour follows the real clock."""
+    right after a skipped one; `*` in the minute or hour follows the real clock.
+
+    Example: queuectl schedule add nightly --cron '0 3 * * *' -c 'make backup' --tz UTC
+    """
     from queuectl.cron import Cron
 
     Cron.parse(cron, tz)  # a bad expression or zone is named before any other mistake
@@ -63,7 +73,10 @@ def add(
 
 @app.command("list")
 def list_(as_json: output.JsonFlag = False) -> None:
-    """Every schedule with its next and last slot."""
+    """Every schedule with its next and last slot.
+
+    Example: queuectl schedule list --json
+    """
     client = CTX.client()
     found = client.schedules()
     now = models.utcnow()
@@ -106,21 +119,43 @@ def _local(at: datetime | None, tz: str) -> str | None:
 
 
 @app.command()
-def remove(name: Name) -> None:
-    """Delete a schedule (jobs it already enqueued stay)."""
+def remove(name: Existing) -> None:
+    """Delete a schedule (jobs it already enqueued stay).
+
+    Example: queuectl schedule remove nightly
+    """
     CTX.client().remove_schedule(name)
     output.emit(f"removed schedule {visible(name)}")
 
 
 @app.command()
-def pause(name: Name) -> None:
-    """Stop firing until resumed; slots passed while paused are skipped."""
+def run(name: Existing, as_json: output.JsonFlag = False) -> None:
+    """Enqueue the schedule's job now, paused or not; its cron slots are untouched. The
+    job's id is NAME:now-<id>.
+
+    Example: queuectl schedule run nightly --json"""
+    job = CTX.client().run_schedule(name)
+    if as_json:
+        output.emit_json(job.to_json())
+    else:
+        output.emit(f"enqueued job {visible(job.id)} from schedule {visible(name)}")
+
+
+@app.command()
+def pause(name: Existing) -> None:
+    """Stop firing until resumed; slots passed while paused are skipped.
+
+    Example: queuectl schedule pause nightly
+    """
     CTX.client().pause_schedule(name)
     output.emit(f"paused schedule {visible(name)}")
 
 
 @app.command()
-def resume(name: Name) -> None:
-    """Fire again from the next slot."""
+def resume(name: Existing) -> None:
+    """Fire again from the next slot.
+
+    Example: queuectl schedule resume nightly
+    """
     CTX.client().resume_schedule(name)
     output.emit(f"resumed schedule {visible(name)}")

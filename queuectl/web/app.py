@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -17,12 +19,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from queuectl import errors, ids, models
+from queuectl import errors, ids, models, policy
 from queuectl import stats as stats_mod
 from queuectl.client import Client
 from queuectl.durations import format_duration
 from queuectl.safetext import command_line
-from queuectl.web import security
+from queuectl.web import charts, processes, security, times
 
 if TYPE_CHECKING:
     from queuectl.backends.base import Backend
@@ -30,6 +32,12 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
+DLQ_SHOWN = 500  # dead jobs listed on the DLQ page; a purge reaches every match, shown or not
+DLQ_SCAN = 20  # pages of DLQ_SHOWN read at most to find the dead jobs older than a filter
+MAX_BULK = DLQ_SHOWN  # ids in one bulk form: the jobs list shows PAGE_SIZE, the DLQ DLQ_SHOWN
+# A question for a form that carried `confirm=ask` (a no-JS browser, or a script asking):
+# (the question, where "no" goes back to); None means the action needs no confirming.
+Confirm = Callable[[Request, dict[str, str]], tuple[str, str] | None]
 
 
 def create_app(
@@ -84,12 +92,16 @@ class _Views:
         self.token = token
         self.read_only = read_only
         self._metrics: Metrics | None = None
+        self._histories: dict[str, tuple[float, list[models.HistoryBucket]]] = {}
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals.update(
             iso=models.iso,
             duration=format_duration,
             states=list(models.JobState),
             job_url=job_url,
+            ago=times.relative,
+            run_time=times.run_time,
+            awaits=times.awaits,
         )
 
     def routes(self) -> list[Route | Mount]:
@@ -97,17 +109,24 @@ class _Views:
         return [
             Route("/", self.overview),
             Route("/jobs", self.jobs),
-            Route("/jobs/{job_id:path}/cancel", act(self.cancel), methods=["POST"]),
+            # POST only: a GET of /jobs/bulk is still the page of a job named `bulk`
+            Route("/jobs/bulk", act(self.bulk, confirm=self.ask_bulk), methods=["POST"]),
+            Route(
+                "/jobs/{job_id:path}/cancel",
+                act(self.cancel, confirm=self.ask_cancel),
+                methods=["POST"],
+            ),
             Route("/jobs/{job_id:path}/retry", act(self.retry), methods=["POST"]),
             Route("/jobs/{job_id:path}", self.job),
             # the same three for any id given as `?id=` (see job_url)
             Route("/job", self.job),
-            Route("/job/cancel", act(self.cancel), methods=["POST"]),
+            Route("/job/cancel", act(self.cancel, confirm=self.ask_cancel), methods=["POST"]),
             Route("/job/retry", act(self.retry), methods=["POST"]),
             Route("/dlq", self.dlq),
-            Route("/dlq/retry", act(self.dlq_retry), methods=["POST"]),
+            Route("/dlq/retry", act(self.dlq_retry, confirm=self.ask_dlq_retry), methods=["POST"]),
+            Route("/dlq/purge", act(self.dlq_purge, confirm=self.ask_purge), methods=["POST"]),
             Route("/workers", self.workers),
-            Route("/workers/stop", act(self.stop_workers), methods=["POST"]),
+            Route("/workers/stop", act(self.stop_workers, confirm=self.ask_stop), methods=["POST"]),
             Route("/workers/{worker_id:path}/stop", act(self.stop_worker), methods=["POST"]),
             # names in the query, as for jobs (/job?id=): a schedule named `..` or `a/b`
             # cannot survive a path, which browsers normalise and routes split on `/`
@@ -117,6 +136,12 @@ class _Views:
             Route("/schedules/{name}/resume", act(self.resume), methods=["POST"]),
             Route("/schedule/pause", act(self.pause), methods=["POST"]),
             Route("/schedule/resume", act(self.resume), methods=["POST"]),
+            Route("/schedule/run", act(self.run_schedule), methods=["POST"]),
+            Route(
+                "/schedule/remove",
+                act(self.remove_schedule, confirm=self.ask_remove_schedule),
+                methods=["POST"],
+            ),
             # queue names may be `..` too (specs.VALID_QUEUE): in the query, as for schedules
             Route("/queues", self.queues),
             Route("/queue/pause", act(self.pause_queue), methods=["POST"]),
@@ -135,18 +160,32 @@ class _Views:
     # --- pages ----------------------------------------------------------------------------------
     def overview(self, request: Request) -> Response:
         client = self.client
-        samples = client.run_samples(3600)
-        bars = stats_mod.timeline(samples, window_s=3600, buckets=12)
+        rng = stats_mod.RANGES.get(request.query_params.get("range", ""), stats_mod.RANGES["1h"])
         return self.render(
             request,
             "overview.html",
             stats=client.status(),
             oldest=client.oldest_due(),
-            workers=client.workers(),
-            summary=stats_mod.summarize(samples, window_s=3600),
-            bars=bars,
-            bar_max=max([ok + bad for ok, bad in bars] + [1]),
+            workers=(workers := client.workers()),
+            processes=processes.group(workers),
+            summary=stats_mod.summarize(client.run_samples(3600), window_s=3600),
+            ranges=stats_mod.RANGES.values(),
+            range=rng,
+            chart=charts.history_svg(self._history(rng), rng),
+            retention=policy.shown("retention-completed", client.config_get("retention-completed")),
         )
+
+    def _history(self, rng: stats_mod.Range) -> list[tuple[int, int, int]]:
+        """The range's bars, counted by the database; the day and week are kept a minute
+        (their bars are 30 min and 4 h wide), so a refresh every 2 s does not count a
+        week of attempts every 2 s."""
+        now = time.time()
+        cached = self._histories.get(rng.key)
+        if cached is None or now - cached[0] > min(rng.width_s / 30, 60):
+            buckets = self.client.run_history(rng.window_s, width_s=rng.width_s)
+            cached = (now, buckets)
+            self._histories[rng.key] = cached
+        return stats_mod.history(cached[1], rng=rng, now=now)
 
     def jobs(self, request: Request) -> Response:
         q = request.query_params
@@ -155,22 +194,55 @@ class _Views:
             return self.render(request, "error.html", 400, message=f"unknown state {state!r}")
         search = q.get("q") or None
         found = self._exact(search, state, q.get("queue") or None)
+        newer = older = None
         if found is None:
-            found = self.client.list(
+            found, newer, older = self._page(
                 state=models.JobState(state) if state else None,
                 queue=q.get("queue") or None,
                 search=search,
                 before=q.get("before") or None,
-                limit=PAGE_SIZE + 1,
+                after=q.get("after") or None,
             )
+        filters = {"state": state or "", "queue": q.get("queue", ""), "q": q.get("q", "")}
         return self.render(
             request,
             "jobs.html",
-            jobs=found[:PAGE_SIZE],
-            more=found[PAGE_SIZE - 1].id if len(found) > PAGE_SIZE else None,
-            filters={"state": state or "", "queue": q.get("queue", ""), "q": q.get("q", "")},
+            jobs=found,
+            newer=newer,
+            older=older,
+            filters=filters,
+            listing="/jobs?" + urlencode(filters),
+            here=_here(request),
+            paged=bool(q.get("before") or q.get("after")),
+            select_page=q.get("select") == "page",
+            notice=_notice(request),
+            now=models.utcnow(),
             counts=self.client.status().by_state,
         )
+
+    def _page(
+        self, *, before: str | None, after: str | None, **where: Any
+    ) -> tuple[list[models.Job], str | None, str | None]:
+        """One page of the list, newest first, and the cursors of the pages above (newer)
+        and below (older) it, None where there is none. Keyset paging on the insertion
+        order: jobs added while someone pages appear above the first page and shift
+        nothing, so paging down and back up neither skips nor repeats a job."""
+        list_ = self.client.list
+        if after is not None:
+            found = list_(after=after, limit=PAGE_SIZE + 1, **where)
+            if len(found) > PAGE_SIZE:  # more above this page: it is a page of its own
+                page = found[1:]
+                return page, page[0].id, page[-1].id
+            # the top was reached (or the cursor is gone): that is the first page
+        elif before is not None:
+            found = list_(before=before, limit=PAGE_SIZE + 1, **where)
+            page = found[:PAGE_SIZE]
+            older = page[-1].id if len(found) > PAGE_SIZE else None
+            # the cursor itself is newer than this page (unless it was deleted meanwhile:
+            # then the page is empty, and its link to the first page still leads up)
+            return page, page[0].id if page else None, older
+        found = list_(limit=PAGE_SIZE + 1, **where)
+        return found[:PAGE_SIZE], None, found[PAGE_SIZE - 1].id if len(found) > PAGE_SIZE else None
 
     def _exact(
         self, search: str | None, state: str | None, queue: str | None
@@ -206,16 +278,75 @@ class _Views:
         )
 
     def dlq(self, request: Request) -> Response:
-        dead = self.client.dlq(limit=500)
-        return self.render(request, "dlq.html", jobs=dead)
+        """The dead jobs matching the filters (as `dlq purge --queue --older-than` takes
+        them), how many match in all, and the purge of exactly that set."""
+        q = request.query_params
+        filters = {
+            "queue": q.get("queue", "").strip(),
+            "older_than": q.get("older_than", "").strip(),
+        }
+        context: dict[str, Any] = {
+            "filters": filters,
+            "filtered": any(filters.values()),
+            "here": _here(request),
+            "notice": _notice(request),
+            "now": models.utcnow(),
+            "queues": sorted(n for n, c in self.client.status().by_queue.items() if c.get("dead")),
+        }
+        try:
+            matching = self.client.dlq_count(**_dead_filter(filters))
+        except errors.UsageError as exc:
+            return self.render(
+                request, "dlq.html", 400, jobs=[], matching=0, error=str(exc), **context
+            )
+        dead = self._dead(**_dead_filter(filters))
+        return self.render(request, "dlq.html", jobs=dead, matching=matching, **context)
+
+    def _dead(self, *, queue: str | None, older_than: str | None) -> list[models.Job]:
+        """The newest DLQ_SHOWN dead jobs of the filters. Dead jobs are listed by insertion
+        order and `older_than` is about when they died, so the pages are read and sifted
+        here, at most DLQ_SCAN of them (the count and the purge are exact regardless)."""
+        if older_than is None:
+            return self.client.dlq(queue=queue, limit=DLQ_SHOWN)
+        from queuectl import specs
+
+        # the database's rule (finished_at < now - older_than): a dead job that never ended
+        # an attempt (expired before it ran) has no finished_at and is never "older"
+        cutoff = models.utcnow() - timedelta(seconds=specs.seconds(older_than, "older_than"))
+        shown: list[models.Job] = []
+        cursor = None
+        for _ in range(DLQ_SCAN):
+            batch = self.client.list(
+                state=models.JobState.DEAD, queue=queue, before=cursor, limit=DLQ_SHOWN
+            )
+            shown += [j for j in batch if j.finished_at is not None and j.finished_at < cutoff]
+            if len(shown) >= DLQ_SHOWN or len(batch) < DLQ_SHOWN:
+                break
+            cursor = batch[-1].id
+        return shown[:DLQ_SHOWN]
 
     def workers(self, request: Request) -> Response:
         found = self.client.workers()
         stale_after = self.client.settings.lease_ttl_s / 2
-        return self.render(request, "workers.html", workers=found, stale_after=stale_after)
+        return self.render(
+            request,
+            "workers.html",
+            workers=found,
+            processes=processes.group(found),
+            stale_after=stale_after,
+            megabytes=processes.megabytes,
+        )
 
     def schedules(self, request: Request) -> Response:
-        return self.render(request, "schedules.html", schedules=self.client.schedules())
+        """Every schedule with its next slot (in its own zone), its last fired slot and
+        that slot's job."""
+        now = models.utcnow()
+        rows = []
+        for s in self.client.schedules():
+            rows.append(
+                {"s": s, "next": self.client.next_slot(s, now), "last": self.client.slot_job(s)}
+            )
+        return self.render(request, "schedules.html", schedules=rows, now=now, local=_local_time)
 
     def queues(
         self, request: Request, error: str | None = None, form: dict[str, str] | None = None
@@ -268,10 +399,14 @@ class _Views:
         fn: Callable[[Request, dict[str, str]], str],
         *,
         page: Callable[[Request, str, dict[str, str]], Response] | None = None,
+        confirm: Confirm | None = None,
     ) -> Callable[[Request], Awaitable[Response]]:
         """POST only, CSRF-checked, refused in read-only mode; redirects back when done.
         A UsageError from an action with a `page` (a form's bad value) renders that page
-        with the message, for the user to correct, instead of a bare line."""
+        with the message, for the user to correct, instead of a bare line. A form of an
+        action with `confirm` that says `confirm=ask` gets a page asking the question,
+        whose button posts the same fields again with `confirm=yes`: the confirmation of
+        a browser without JavaScript (live.js asks in a dialog and sends `yes` itself)."""
 
         async def endpoint(request: Request) -> Response:
             form = await request.form()
@@ -281,6 +416,10 @@ class _Views:
             if not security.csrf_ok(request, fields.get("csrf")):
                 return PlainTextResponse("bad or missing CSRF token", status_code=403)
             try:
+                if confirm is not None and fields.get("confirm") == "ask":
+                    asked = await run_in_threadpool(confirm, request, fields)
+                    if asked is not None:
+                        return self._confirm_page(request, fields, *asked)
                 target = await run_in_threadpool(fn, request, fields)
             except errors.QueuectlError as exc:
                 if page is not None and isinstance(exc, errors.UsageError):
@@ -290,10 +429,55 @@ class _Views:
 
         return endpoint
 
+    def _confirm_page(
+        self, request: Request, fields: dict[str, str], question: str, back: str
+    ) -> Response:
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.url.query
+        # the path as the browser sent it: a job id such as `a%2Fb` must not be re-split
+        target = raw.decode("latin-1") + (f"?{query}" if query else "")
+        again = [(k, v) for k, v in fields.items() if k != "confirm"]
+        return self.render(
+            request, "confirm.html", question=question, target=target, fields=again, back=back
+        )
+
     def cancel(self, request: Request, form: dict[str, str]) -> str:
         job_id = _job_id(request)
         self.client.cancel(job_id)
         return _local(form.get("next")) or job_url(job_id)
+
+    def ask_cancel(self, request: Request, form: dict[str, str]) -> tuple[str, str]:
+        job_id = _job_id(request)
+        job = self.client.get(job_id)
+        killed = " It is running: its process is killed." if job.state == "processing" else ""
+        return f"Cancel job {job_id}?{killed}", _local(form.get("next")) or job_url(job_id)
+
+    def bulk(self, request: Request, form: dict[str, str]) -> str:
+        """Cancel or retry the jobs ticked on the jobs list. Each job where that is still
+        possible: the list was read a while ago, and a job that completed since must not
+        undo the cancelling of the others (the CLI's `cancel A B` is all or nothing; a
+        page of checkboxes is not a transaction the user wrote)."""
+        verb = form.get("do", "")
+        if verb not in ("cancel", "retry"):
+            raise errors.UsageError("do must be cancel or retry")
+        chosen = _chosen(form)
+        if verb == "cancel":
+            done, skipped = _each(self.client.cancel_many, chosen)
+        else:
+            done, skipped = _each(self.client.retry_many, chosen)
+        past = {"cancel": "cancelled", "retry": "retried"}[verb]
+        return _with_notice(_local(form.get("next")) or "/jobs", past, done, skipped)
+
+    def ask_bulk(self, request: Request, form: dict[str, str]) -> tuple[str, str] | None:
+        if form.get("do") != "cancel":  # retrying loses nothing: no question
+            return None
+        chosen = _chosen(form)
+        shown = ", ".join(chosen[:5]) + (", …" if len(chosen) > 5 else "")
+        return (
+            f"Cancel {len(chosen)} selected job{_s(len(chosen))} ({shown})? "
+            "Running ones are killed.",
+            _local(form.get("next")) or "/jobs",
+        )
 
     def retry(self, request: Request, form: dict[str, str]) -> str:
         job_id = _job_id(request)
@@ -301,15 +485,45 @@ class _Views:
         return _local(form.get("next")) or job_url(job_id)
 
     def dlq_retry(self, request: Request, form: dict[str, str]) -> str:
+        back = _local(form.get("next")) or "/dlq"
         if form.get("all"):
-            self.client.dlq_retry_all()
-        elif ids := [v for k, v in form.items() if k.startswith("id:")]:
-            self.client.dlq_retry(ids)
-        return "/dlq"
+            return _with_notice(back, "retried", self.client.dlq_retry_all(), 0)
+        if any(k.startswith("id:") for k in form):
+            done, skipped = _each(self.client.dlq_retry, _chosen(form))
+            return _with_notice(back, "retried", done, skipped)
+        return back
+
+    def ask_dlq_retry(self, request: Request, form: dict[str, str]) -> tuple[str, str] | None:
+        if not form.get("all"):  # the ticked ones: retrying loses nothing, no question
+            return None
+        n = self.client.dlq_count()
+        return f"Retry all {n} dead job{_s(n)}, of every queue?", _local(form.get("next")) or "/dlq"
+
+    def dlq_purge(self, request: Request, form: dict[str, str]) -> str:
+        """Delete the dead jobs the DLQ page's filters match, exactly as `queuectl dlq purge
+        --queue Q --older-than D` would: a filter, not the ids shown, so a job that died
+        since the page was read and matches goes too (the question says how many now)."""
+        gone = self.client.dlq_purge(**_dead_filter(form))
+        return _with_notice(_local(form.get("next")) or "/dlq", "purged", gone, 0)
+
+    def ask_purge(self, request: Request, form: dict[str, str]) -> tuple[str, str]:
+        n = self.client.dlq_count(**_dead_filter(form))
+        return (
+            f"Delete {n} dead job{_s(n)}{_which(form)} and their attempts? This cannot be undone.",
+            _local(form.get("next")) or "/dlq",
+        )
 
     def stop_workers(self, request: Request, form: dict[str, str]) -> str:
         self.client.stop_workers()
         return "/workers"
+
+    def ask_stop(self, request: Request, form: dict[str, str]) -> tuple[str, str]:
+        n = len({(w.host, w.pid) for w in self.client.workers()})
+        return (
+            f"Drain every worker? {n} live process{'es' if n != 1 else ''}: each finishes "
+            "its running jobs, claims no more and exits.",
+            "/workers",
+        )
 
     def stop_worker(self, request: Request, form: dict[str, str]) -> str:
         worker_id = _named(request, "worker_id", "id")
@@ -324,6 +538,25 @@ class _Views:
     def resume(self, request: Request, form: dict[str, str]) -> str:
         self.client.resume_schedule(_named(request, "name", "name"))
         return "/schedules"
+
+    def run_schedule(self, request: Request, form: dict[str, str]) -> str:
+        """Enqueue the schedule's job now; on to that job's page, to watch it run."""
+        return job_url(self.client.run_schedule(_named(request, "name", "name")).id)
+
+    def remove_schedule(self, request: Request, form: dict[str, str]) -> str:
+        self.client.remove_schedule(_named(request, "name", "name"))
+        return "/schedules"
+
+    def ask_remove_schedule(self, request: Request, form: dict[str, str]) -> tuple[str, str]:
+        name = _named(request, "name", "name")
+        found = {s.name: s for s in self.client.schedules()}.get(name)
+        if found is None:
+            raise errors.NotFound(f"no schedule named {name!r}")
+        return (
+            f"Remove the schedule {name} ({found.cron}, {found.tz})? It fires no more; "
+            "jobs it already enqueued stay.",
+            "/schedules",
+        )
 
     def pause_queue(self, request: Request, form: dict[str, str]) -> str:
         self.client.pause_queues([_named(request, "name", "name")])
@@ -342,6 +575,18 @@ class _Views:
         return "/queues"
 
 
+def _local_time(at: Any, tz: str) -> str:
+    """A slot as the schedule's wall clock with its offset (2030-01-01 03:00 +01:00); in
+    UTC for a schedule without a zone."""
+    if at is None:
+        return "-"
+    from queuectl.cron import zone
+
+    local = at.astimezone(zone(tz))
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M} {'UTC' if tz == 'UTC' else offset[:3] + ':' + offset[3:]}"
+
+
 def _named(request: Request, path_param: str, query_param: str) -> str:
     """The name an action is for: in the path (old links) or the query (what pages emit)."""
     name = request.path_params.get(path_param) or request.query_params.get(query_param)
@@ -357,6 +602,87 @@ def _queue_form(request: Request, form: dict[str, str] | None) -> dict[str, str]
     typed: dict[str, str] = {k: form[k] for k in ("concurrency", "rate") if k in form}
     typed["name"] = request.query_params.get("name") or form.get("name", "").strip()
     return typed
+
+
+_NOTICE_KEYS = ("done", "n", "skipped")
+_DONE = {"cancelled": "jobs", "retried": "jobs", "purged": "dead jobs"}
+
+
+def _here(request: Request) -> str:
+    """This page's path and query, less a notice and a select-all: where its forms return."""
+    kept = [
+        (k, v) for k, v in request.query_params.multi_items() if k not in (*_NOTICE_KEYS, "select")
+    ]
+    return request.url.path + (f"?{urlencode(kept)}" if kept else "")
+
+
+def _with_notice(target: str, done: str, n: int, skipped: int) -> str:
+    """`target` with what an action did in its query, for the page to say so."""
+    counts = urlencode({"done": done, "n": n, "skipped": skipped})
+    return f"{target}{'&' if '?' in target else '?'}{counts}"
+
+
+def _notice(request: Request) -> str | None:
+    """The line saying what the last action did. From the query, so only a verb of a closed
+    set and two numbers are taken from it: a link cannot make the page say anything else."""
+    q = request.query_params
+    noun = _DONE.get(q.get("done", ""))
+    n, skipped = (_count(q.get(k, "0")) for k in ("n", "skipped"))
+    if noun is None or n is None or skipped is None:
+        return None
+    line = f"{q['done']} {n} {noun if n != 1 else noun[:-1]}"
+    if skipped:
+        line += f"; {skipped} skipped: not in a state that allows it any more"
+    return line
+
+
+def _count(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"
+
+
+def _chosen(form: dict[str, str]) -> list[str]:
+    """The ids a form ticked: one `id:<id>` field per checkbox (a dict of the form keeps one
+    value per name, so each box has a name of its own), in page order, each once."""
+    chosen = list(dict.fromkeys(v for k, v in form.items() if k.startswith("id:")))
+    if not chosen:
+        raise errors.UsageError("select one or more jobs first")
+    if len(chosen) > MAX_BULK:
+        raise errors.UsageError(f"at most {MAX_BULK} jobs at once, not {len(chosen)}")
+    return chosen
+
+
+def _each(many: Callable[[list[str]], list[models.Job]], ids: list[str]) -> tuple[int, int]:
+    """(done, skipped): `many` over every id in one transaction, the common case; if one of
+    them refuses (it finished, or is gone, since the page was read), which leaves all
+    unchanged, then one id at a time, skipping those that refuse."""
+    try:
+        return len(many(ids)), 0
+    except (errors.InvalidTransition, errors.NotFound):
+        pass
+    done = 0
+    for job_id in ids:
+        try:
+            many([job_id])
+        except (errors.InvalidTransition, errors.NotFound):
+            continue
+        done += 1
+    return done, len(ids) - done
+
+
+def _dead_filter(form: Mapping[str, str]) -> dict[str, str | None]:
+    """The DLQ filters of a page's query or a purge form, for Client.dlq_count / dlq_purge
+    (which check them); an empty field is no filter."""
+    return {k: (form.get(k) or "").strip() or None for k in ("queue", "older_than")}
+
+
+def _which(form: Mapping[str, str]) -> str:
+    f = _dead_filter(form)
+    queue = f" of queue {f['queue']}" if f["queue"] else ""
+    return queue + (f" dead longer than {f['older_than']}" if f["older_than"] else "")
 
 
 def _local(target: str | None) -> str | None:

@@ -6,7 +6,9 @@ import os
 import signal
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,13 @@ ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+
+
+def open_page(pw: Any) -> tuple[Any, Any, list[str]]:
+    """Chromium with one 1280x800 page; the list collects the console's messages (anything
+    the Content-Security-Policy blocks is reported there)."""
+    browser, page, console = open_page(pw)
+    return browser, page, console
 
 
 def serve(cli: Cli, *, workers: int) -> Iterator[str]:
@@ -81,11 +90,7 @@ def test_a_job_appears_runs_and_is_retried_from_the_dlq(site: tuple[str, Cli]) -
     shots = Path(os.environ.get("SCREENSHOTS", cli.cwd / "shots"))
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        # anything the Content-Security-Policy blocks is reported on the console
-        console: list[str] = []
-        page.on("console", lambda message: console.append(message.text))
+        browser, page, console = open_page(pw)
         page.goto(url + "/")
         page.select_option("#refresh-interval", "2")
         page.evaluate("window.__notReloaded = true")
@@ -95,7 +100,7 @@ def test_a_job_appears_runs_and_is_retried_from_the_dlq(site: tuple[str, Cli]) -
         # the live refresh picks up the job's completion without a reload
         expect(completed).to_have_text("1", timeout=15_000)
         assert page.evaluate("window.__notReloaded") is True
-        page.screenshot(path=str(shots / "overview.png"), full_page=True)
+        # (the overview's screenshot is taken below, with a day of history on its chart)
 
         for i in range(4):
             cli.enqueue({"command": f"sleep 0.{i}; echo item {i}", "queue": "mail"})
@@ -110,9 +115,10 @@ def test_a_job_appears_runs_and_is_retried_from_the_dlq(site: tuple[str, Cli]) -
 
         page.goto(url + "/dlq")
         expect(page.locator("#dlq")).to_contain_text("flaky", timeout=15_000)
+        page.screenshot(path=str(shots / "dlq.png"), full_page=True)
         page.check('input[name="id:flaky"]')
         page.click("text=Retry selected")
-        page.wait_for_url(url + "/dlq")
+        expect(page.locator("#notice")).to_have_text("retried 1 job")  # back on /dlq, saying so
         # it runs again (and fails again): a second attempt appears on its page
         page.goto(url + "/jobs/flaky")
         expect(page.locator("section.run")).to_have_count(2, timeout=15_000)
@@ -152,10 +158,7 @@ def test_queues_are_paused_resumed_and_limited_and_blocked_jobs_link_their_depen
         return q["paused"], q["concurrency"], q["rate"]
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        console: list[str] = []
-        page.on("console", lambda message: console.append(message.text))
+        browser, page, console = open_page(pw)
         page.goto(url + "/")
         page.get_by_role("link", name="Queues", exact=True).click()
         page.wait_for_url(url + "/queues")
@@ -205,4 +208,123 @@ def test_queues_are_paused_resumed_and_limited_and_blocked_jobs_link_their_depen
         expect(page.locator("h1 code")).to_have_text("load")
         browser.close()
     api.close()
+    assert not [m for m in console if "Content Security Policy" in m], console
+
+
+def test_schedules_run_now_and_remove_workers_per_process_and_history_ranges(
+    site: tuple[str, Cli],
+) -> None:
+    """Issue 18 (11, 12) in Chromium: run a schedule now, remove one (the dialog declined,
+    then accepted), a worker process with its slots folded inside, the history chart's
+    ranges; and the screenshots of those pages."""
+    import sqlite3
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from queuectl import Client
+    from queuectl.cron import Cron
+
+    url, cli = site
+    shots = Path(os.environ.get("SCREENSHOTS", cli.cwd / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    go = cli.cwd / "go"
+    add = ("schedule", "add")
+    assert (
+        cli(
+            *add,
+            "nightly-report",
+            "--cron",
+            "30 2 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "-c",
+            "echo report",
+            "--queue",
+            "reports",
+        ).returncode
+        == 0
+    )
+    assert cli(*add, "hourly-sync", "--cron", "0 * * * *", "-c", "echo sync").returncode == 0
+    assert cli(*add, "weekly-cleanup", "--cron", "@weekly", "-c", "echo clean").returncode == 0
+    for i in range(12):
+        cli.enqueue({"command": f"echo {i}", "queue": "mail" if i % 3 else "default"})
+    for i in range(3):
+        cli.enqueue({"command": f"echo no >&2; exit {i + 1}", "max_retries": 0})
+    done = {"completed": 12, "dead": 3}
+    wait_for(lambda: cli.json("status", "--json")["jobs"].items() >= done.items(), timeout=30)
+    # a day of history: attempts moved back by whole hours (rows aged, never clocks)
+    db = cli.url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE queuectl_runs"
+            " SET finished_at = finished_at - 3600 * (unicode(substr(job_id, -1)) % 9)"
+        )
+    cli.enqueue({"id": "long-export", "command": f"while [ ! -e {go} ]; do sleep 0.1; done"})
+    api = Client(cli.url)
+    (nightly,) = [s for s in api.schedules() if s.name == "nightly-report"]
+    slot = Cron.parse(nightly.cron, nightly.tz).latest_at_or_before(datetime.now(UTC))
+    assert slot is not None and api.backend.fire_schedule(nightly.name, slot)
+    try:
+        with sync_playwright() as pw:
+            browser, page, console = open_page(pw)
+
+            page.goto(url + "/schedules")
+            page.click("#refresh-toggle")  # the clicks below must not race a refresh
+            row = page.locator('tr[data-schedule="nightly-report"]')
+            expect(row.locator("td.next")).to_contain_text("02:30 +0")
+            expect(row.locator("td.last")).to_contain_text("nightly-report:")
+            row.get_by_role("button", name="Run now").click()
+            expect(page.locator("h1 code")).to_contain_text("nightly-report:now-")
+            page.click("#refresh-toggle")  # live again (the pause is remembered): it runs
+            expect(page.locator("#job-state")).to_have_text("completed", timeout=15_000)
+            expect(page.locator("pre.output")).to_have_text("report\n")
+
+            page.goto(url + "/schedules")
+            page.click("#refresh-toggle")
+            hourly = page.locator('tr[data-schedule="hourly-sync"]')
+            page.once("dialog", lambda dialog: dialog.dismiss())
+            hourly.get_by_role("button", name="Remove").click()
+            expect(hourly).to_have_count(1)
+            assert "hourly-sync" in [s.name for s in api.schedules()]
+            asked: list[str] = []
+
+            def accept(dialog: Any) -> None:
+                asked.append(dialog.message)
+                dialog.accept()
+
+            page.once("dialog", accept)
+            page.locator('tr[data-schedule="weekly-cleanup"]').get_by_role(
+                "button", name="Remove"
+            ).click()
+            expect(page.locator('tr[data-schedule="weekly-cleanup"]')).to_have_count(0)
+            assert asked == [
+                "Remove the schedule weekly-cleanup? It fires no more; jobs it "
+                "already enqueued stay."
+            ]
+            assert sorted(s.name for s in api.schedules()) == ["hourly-sync", "nightly-report"]
+            page.click("#refresh-toggle")
+            page.screenshot(path=str(shots / "schedules.png"), full_page=True)
+
+            page.goto(url + "/workers")
+            process = page.locator("tbody.process")
+            expect(process).to_have_count(1)
+            expect(process.locator("td.slots")).to_have_text("1 / 2")
+            expect(process.locator("td.rss")).to_contain_text("MiB")
+            expect(process.locator("details")).to_have_attribute("open", "")
+            expect(process.locator("table.slots")).to_contain_text("long-export")
+            expect(process.locator("td.done")).not_to_have_text("-", timeout=10_000)
+            page.screenshot(path=str(shots / "workers.png"), full_page=True)
+
+            page.goto(url + "/")
+            page.get_by_role("link", name="24 h", exact=True).click()
+            chart = page.locator("svg#throughput")
+            expect(chart).to_have_attribute("data-range", "24h")
+            expect(chart.locator("rect.bad")).not_to_have_count(0)
+            expect(chart.locator(".tick-label")).to_have_count(8)
+            expect(page.locator(".ranges a.active")).to_have_text("24 h")
+            page.screenshot(path=str(shots / "overview.png"), full_page=True)
+            browser.close()
+    finally:
+        go.touch()  # the long job ends: the worker drains at once on the way out
+        api.close()
     assert not [m for m in console if "Content Security Policy" in m], console
