@@ -848,8 +848,11 @@ def test_backend_follows_the_model(harness: Harness) -> None:
         "dead jobs brought back": events["retried_dead"] + events["dlq_retry_all"],
         "jobs blocked at enqueue": events["enqueued_blocked"],
         "jobs cancelled at enqueue": events["enqueued_cancelled"],
-        "unblocked": events["unblocked"],
-        "cancelled with a dependency": events["dependency_cancelled"],
+        # released or cancelled once their dependency ended: which of the two a history
+        # holds depends on timing (the model runs on the wall clock, and a slow machine
+        # changes which jobs are due at each claim: one full-suite run had 56 cancels and
+        # no release). tests/contract/test_flow.py pins each down on its own.
+        "settled after a dependency ended": events["unblocked"] + events["dependency_cancelled"],
         "blocked again by a retry": events["reblocked"],
         # the sweep moves a job here only after a purge stranded it (every cascade runs
         # with its finish in the model): rare in these histories, so tests/contract/

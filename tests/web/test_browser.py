@@ -34,7 +34,10 @@ ARGS = [
 def open_page(pw: Any) -> tuple[Any, Any, list[str]]:
     """Chromium with one 1280x800 page; the list collects the console's messages (anything
     the Content-Security-Policy blocks is reported there)."""
-    browser, page, console = open_page(pw)
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     return browser, page, console
 
 
