@@ -29,9 +29,24 @@ lint: venv
 unit: venv  ## no services needed
 	$(VENV)/bin/pytest -q tests/unit
 
+# The container tests (tests/deploy: ~6 min, mostly waiting on Docker) run in a second pytest
+# beside the groups that time nothing against the wall clock (unit, contract, integration and
+# the e2e files below: input handling, completion, the operator's CLI); the timed e2e files,
+# the browser tests and the races then run alone. Serially the suite took 21 min here.
+UNTIMED_E2E := test_bad_input test_hostile_input test_security test_terminal_injection \
+  test_bulk_enqueue test_operator_cli test_schedule_run test_completion
 test: lint  ## the whole suite: unit, contract and e2e on SQLite and Postgres
-	QUEUECTL_TEST_DATABASE_URL=$${QUEUECTL_TEST_DATABASE_URL:-$(PG_URL)} \
-	  $(VENV)/bin/pytest -q --durations=10 tests
+	@export QUEUECTL_TEST_DATABASE_URL=$${QUEUECTL_TEST_DATABASE_URL:-$(PG_URL)}; \
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=5 tests/deploy > .deploy-tests.log 2>&1 & \
+	deploy=$$!; \
+	$(VENV)/bin/pytest -q --durations=5 tests/unit tests/contract tests/integration \
+	  $(foreach f,$(UNTIMED_E2E),tests/e2e/$(f).py); first=$$?; \
+	wait $$deploy; containers=$$?; echo "--- tests/deploy (run beside the above)"; \
+	cat .deploy-tests.log; \
+	$(VENV)/bin/pytest -q --durations=10 tests/web tests/e2e \
+	  $(foreach f,$(UNTIMED_E2E),--ignore=tests/e2e/$(f).py); timed=$$?; \
+	echo "exit codes: untimed $$first, containers $$containers, timed $$timed"; \
+	[ $$first -eq 0 ] && [ $$containers -eq 0 ] && [ $$timed -eq 0 ]
 
 clean:
 	rm -rf $(VENV) demo-data .mypy_cache .ruff_cache .pytest_cache
