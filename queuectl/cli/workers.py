@@ -165,8 +165,9 @@ def _ids(job_ids: list[str]) -> str:
 def list_workers(
     as_json: output.JsonFlag = False,
 ) -> None:
-    """Live workers: id, host, pid, queues, current job, heartbeat age, and the database
-    connections each one's process holds (Postgres; 2 at most by default).
+    """Live workers, one row per slot: id, host, pid, queues, current job, heartbeat age, the
+    database connections its process holds (Postgres; 2 at most by default), the attempts the
+    slot finished since its process started, and the process's resident memory.
 
     Example: queuectl worker list --json
     """
@@ -179,7 +180,7 @@ def list_workers(
         return
     output.emit(
         output.table(
-            ["id", "host", "pid", "queues", "state", "job", "beat", "conns"],
+            ["id", "host", "pid", "queues", "state", "job", "beat", "conns", "done", "mem"],
             (
                 [
                     w.id,
@@ -190,6 +191,8 @@ def list_workers(
                     ",".join(w.current_jobs) or None,
                     f"{w.heartbeat_age_s or 0:.1f}s ago",
                     w.connections,
+                    w.jobs_done,
+                    None if w.rss_bytes is None else f"{w.rss_bytes / 2**20:.0f} MiB",
                 ]
                 for w in found
             ),

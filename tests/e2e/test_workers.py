@@ -48,7 +48,10 @@ def test_worker_stop_drains_the_running_job_and_starts_no_other(cli: Cli, tmp_pa
         lambda: [w["connections"] for w in cli.json("worker", "list", "--json")] == [held],
         timeout=10,
     )
-    assert "CONNS" in cli("worker", "list").stdout
+    text = cli("worker", "list").stdout.splitlines()
+    assert text[0].split()[-3:] == ["CONNS", "DONE", "MEM"]
+    # a slot's attempts so far (0: `a` still runs) and, on Linux, its process's memory
+    assert text[1].endswith(" MiB") and text[1].split()[-3] == "0", text
     assert cli.json("status", "--json")["workers"] == 1
     stop = cli.popen("worker", "stop", "--timeout", "30")
     wait_for(lambda: "worker_stopping" in cli.log(worker), timeout=15)
