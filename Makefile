@@ -31,13 +31,14 @@ unit: venv  ## no services needed
 
 # The container tests (tests/deploy: ~6 min, mostly waiting on Docker) run in a second pytest
 # beside the groups that time nothing against the wall clock (unit, contract, integration and
-# the e2e files below: input handling, completion, the operator's CLI, metrics, orphans and
-# database faults, which wait for outcomes with generous deadlines but assert no latency);
+# the e2e files below: input handling, completion, the operator's CLI, metrics and database
+# faults, which wait for outcomes with generous deadlines but assert no latency; not
+# test_orphans, whose lifeline must kill within 3 s, and missed it here once under the load);
 # the timed e2e files, the browser tests and the races then run alone. Serially the suite
 # took 21 min here.
 UNTIMED_E2E := test_bad_input test_hostile_input test_security test_terminal_injection \
   test_bulk_enqueue test_operator_cli test_schedule_run test_completion test_metrics_endpoints \
-  test_prometheus_server test_orphans test_resilience test_db_faults
+  test_prometheus_server test_resilience test_db_faults
 test: lint  ## the whole suite: unit, contract and e2e on SQLite and Postgres
 	@export QUEUECTL_TEST_DATABASE_URL=$${QUEUECTL_TEST_DATABASE_URL:-$(PG_URL)}; \
 	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=5 tests/deploy > .deploy-tests.log 2>&1 & \
