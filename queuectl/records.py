@@ -192,3 +192,8 @@ class HistoryBucket:
     start: int  # the slice's start, in Unix seconds
     succeeded: int
     finished: int  # every end: succeeded, failed, timed out, lost, cancelled, ...
+
+
+def megabytes(n: int | None) -> str:
+    """A resident-memory figure (`WorkerInfo.rss_bytes`) as people read it: `37 MiB`."""
+    return "-" if n is None else f"{n / 2**20:.0f} MiB"

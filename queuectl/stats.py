@@ -59,19 +59,6 @@ def summarize(samples: Iterable[models.RunSample], *, window_s: float) -> dict[s
     }
 
 
-def timeline(
-    samples: Iterable[models.RunSample], *, window_s: float, buckets: int
-) -> list[tuple[int, int]]:
-    """(succeeded, failed) attempts per equal slice of the window, oldest slice first."""
-    width = window_s / buckets
-    counts = [[0, 0] for _ in range(buckets)]
-    for s in samples:
-        slot = buckets - 1 - int(s.ago_s // width)
-        if 0 <= slot < buckets:
-            counts[slot][0 if s.outcome == models.OutcomeKind.SUCCEEDED else 1] += 1
-    return [(ok, bad) for ok, bad in counts]
-
-
 @dataclass(frozen=True)
 class Range:
     """A history range the dashboard offers: its length, slice width and tick spacing."""

@@ -171,6 +171,8 @@ def list_workers(
 
     Example: queuectl worker list --json
     """
+    from queuectl.records import megabytes
+
     found = CTX.backend().list_workers(lease_ttl_s=CTX.settings.lease_ttl_s)
     if as_json:
         output.emit_json([w.to_json() for w in found])
@@ -192,7 +194,7 @@ def list_workers(
                     f"{w.heartbeat_age_s or 0:.1f}s ago",
                     w.connections,
                     w.jobs_done,
-                    None if w.rss_bytes is None else f"{w.rss_bytes / 2**20:.0f} MiB",
+                    None if w.rss_bytes is None else megabytes(w.rss_bytes),
                 ]
                 for w in found
             ),

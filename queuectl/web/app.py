@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from queuectl import errors, ids, models, policy
+from queuectl import errors, ids, models, policy, records
 from queuectl import stats as stats_mod
 from queuectl.client import Client
 from queuectl.durations import format_duration
@@ -334,7 +334,7 @@ class _Views:
             workers=found,
             processes=processes.group(found),
             stale_after=stale_after,
-            megabytes=processes.megabytes,
+            megabytes=records.megabytes,
         )
 
     def schedules(self, request: Request) -> Response:

@@ -68,7 +68,3 @@ def group(slots: Iterable[models.WorkerInfo], now: datetime | None = None) -> li
             )
         )
     return sorted(out, key=lambda p: (p.started_at is None, p.started_at, p.host, p.pid))
-
-
-def megabytes(n: int | None) -> str:
-    return "-" if n is None else f"{n / 2**20:.0f} MiB"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from queuectl import models
-from queuectl.stats import quantile, summarize, timeline
+from queuectl.stats import quantile, summarize
 
 
 def sample(
@@ -50,17 +50,3 @@ def test_an_empty_window_has_no_rates():
     assert doc["all"]["success_rate"] is None
     assert doc["all"]["run_s"] == {"p50": None, "p95": None, "max": None}
     assert doc["queues"] == {}
-
-
-def test_timeline_buckets_attempts_by_age_oldest_first():
-    samples = [
-        models.RunSample("q", "succeeded", 1.0, 0.0, ago_s=10),  # newest slice
-        models.RunSample("q", "failed", 1.0, 0.0, ago_s=20),
-        models.RunSample("q", "succeeded", 1.0, 0.0, ago_s=3500),  # oldest slice
-        models.RunSample("q", "succeeded", 1.0, 0.0, ago_s=4000),  # outside the window
-    ]
-    bars = timeline(samples, window_s=3600, buckets=12)
-    assert len(bars) == 12
-    assert bars[-1] == (1, 1)
-    assert bars[0] == (1, 0)
-    assert sum(ok + bad for ok, bad in bars) == 3
